@@ -1,0 +1,102 @@
+"""One root exception; each user-facing failure is a subclass that builds its own message.
+
+Messages are one line: what went wrong, where (file, row, column), and how to fix it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def _listing(values: Iterable[object], limit: int = 10) -> str:
+    items = [str(v) for v in values]
+    shown = ", ".join(items[:limit])
+    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+class FeatctlError(Exception):
+    """Root of every error featctl reports to a user."""
+
+
+class SourceNotFoundError(FeatctlError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"source file not found: {path} (check the path passed to --source)")
+
+
+class SourceFormatError(FeatctlError):
+    """The source cannot be read in the format asked for."""
+
+
+class SourceEncodingError(FeatctlError):
+    def __init__(self, path: str, line: int, encoding: str, detail: str) -> None:
+        super().__init__(
+            f"{path}: line {line} is not valid {encoding} ({detail}); "
+            f"pass --encoding with the file's real encoding, e.g. --encoding latin-1"
+        )
+
+
+class UnknownColumnError(FeatctlError):
+    def __init__(self, column: str, where: str, available: Iterable[str]) -> None:
+        super().__init__(
+            f"unknown column '{column}' in {where}; available columns: {_listing(available, 50)}"
+        )
+
+
+class DuplicateIdError(FeatctlError):
+    def __init__(self, source: str, ids: list[object]) -> None:
+        super().__init__(
+            f"{source}: {len(ids)} id(s) appear more than once with different content: "
+            f"{_listing(ids)}; fix the source or pass --on-duplicate first|last"
+        )
+
+
+class TemplateError(FeatctlError):
+    """A text template that cannot be parsed."""
+
+
+class RecipeMismatchError(FeatctlError):
+    def __init__(self, name: str, changes: dict[str, tuple[object, object]]) -> None:
+        what = "; ".join(f"{k}: {old!r} → {new!r}" for k, (old, new) in changes.items())
+        super().__init__(
+            f"feature set '{name}' was built with a different recipe ({what}); "
+            f"embed into a new set with --name, or pass --replace to rebuild '{name}'"
+        )
+
+
+class UnknownEncoderError(FeatctlError):
+    def __init__(self, spec: str, known: Iterable[str]) -> None:
+        super().__init__(
+            f"unknown encoder '{spec}'; known prefixes: {_listing(sorted(known))} "
+            f"(write it as PREFIX:MODEL, e.g. st:all-MiniLM-L6-v2)"
+        )
+
+
+class EncoderOptionError(FeatctlError):
+    """An encoder option that is unknown or has a bad value."""
+
+
+class EncoderLoadError(FeatctlError):
+    """A model that cannot be loaded (missing package, no network, bad folder)."""
+
+
+class StoreError(FeatctlError):
+    """A store that is missing, corrupt, or of an unknown format."""
+
+
+class UnknownSetError(StoreError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        known = sorted(known)
+        hint = f"sets in this store: {_listing(known)}" if known else "this store has no feature sets yet"
+        super().__init__(f"no feature set named '{name}'; {hint} (see featctl ls)")
+
+
+class LockTimeoutError(StoreError):
+    def __init__(self, path: str, seconds: float, holder: str) -> None:
+        super().__init__(
+            f"store {path} is locked by another writer ({holder}) and was not released within "
+            f"{seconds:g} s; wait for it to finish or raise --lock-timeout"
+        )
+
+
+class IdTypeError(FeatctlError):
+    """Ids of a type that cannot be matched to the store's ids."""

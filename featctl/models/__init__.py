@@ -1,0 +1,1 @@
+"""Downstream trainers that read only the store (LightGCN, multimodal GNN, MoE) arrive with their issues."""

@@ -1,0 +1,71 @@
+"""Configuration of an embed run: one frozen object built by the CLI or by Python callers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from featctl.errors import FeatctlError
+from featctl.pipeline.sources import SourceSpec
+
+DEFAULT_ENCODER = "st:all-MiniLM-L6-v2"
+ENTITIES = ("item", "user")
+DTYPES = ("float32", "float16")
+ON_DUPLICATE = ("error", "first", "last")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """Everything that decides what an embed run reads, encodes and writes."""
+
+    source: SourceSpec
+    store: str | None = None
+    encoder: str = DEFAULT_ENCODER
+    encoder_options: Mapping[str, Any] = field(default_factory=dict)
+    id_column: str | None = None
+    text: str | None = None
+    name: str | None = None
+    entity: str = "item"
+    dtype: str = "float32"
+    on_duplicate: str = "error"
+    part_rows: int = 10_000
+    replace: bool = False
+    lock_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        for value, allowed, flag in ((self.entity, ENTITIES, "--entity"), (self.dtype, DTYPES, "--dtype"),
+                                     (self.on_duplicate, ON_DUPLICATE, "--on-duplicate")):
+            if value not in allowed:
+                raise FeatctlError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
+        if self.part_rows < 1:
+            raise FeatctlError(f"--part-rows must be at least 1, got {self.part_rows}")
+        if self.lock_timeout < 0:
+            raise FeatctlError(f"--lock-timeout must be >= 0, got {self.lock_timeout}")
+
+    @property
+    def set_name(self) -> str:
+        return self.name or f"{self.entity}_text"
+
+
+@dataclass(frozen=True)
+class EmbedResult:
+    """What a run did; ``featctl embed --json`` prints it."""
+
+    set: str
+    rows: int
+    encoded: int
+    skipped: int
+    failed: int
+    seconds: float
+    reused: int = 0
+    texts_encoded: int = 0
+    parts_written: int = 0
+    store: str = ""
+    failures: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"set": self.set, "rows": self.rows, "encoded": self.encoded, "skipped": self.skipped,
+                "failed": self.failed, "seconds": round(self.seconds, 3), "reused": self.reused,
+                "texts_encoded": self.texts_encoded, "parts_written": self.parts_written,
+                "store": self.store, "failures": dict(self.failures)}

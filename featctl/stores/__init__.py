@@ -1,0 +1,1 @@
+"""Persistence: the feature store (manifest + Parquet parts + lock)."""

@@ -1,0 +1,190 @@
+"""Reading a feature set: the latest row per id, vectors aligned to ids the caller chooses."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from featctl.errors import IdTypeError, StoreError
+from featctl.stores.files import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class FeatureSet:
+    """One kind of vector for one kind of entity, as the manifest describes it."""
+
+    def __init__(self, root: str, name: str, entry: dict[str, Any]) -> None:
+        self.root = root
+        self.name = name
+        self.entry = entry
+
+    @property
+    def dim(self) -> int:
+        return int(self.entry["dim"])
+
+    @property
+    def dtype(self) -> str:
+        return str(self.entry["dtype"])
+
+    @property
+    def recipe(self) -> dict[str, Any]:
+        return dict(self.entry["recipe"])
+
+    @property
+    def id_type(self) -> pa.DataType:
+        return pa.int64() if self.entry["id_type"] == "int64" else pa.string()
+
+    @property
+    def folder(self) -> str:
+        return os.path.join(self.root, "features", self.name)
+
+    def part_paths(self) -> list[str]:
+        return [os.path.join(self.folder, p["file"]) for p in self.entry["parts"]]
+
+    def _read(self, path: str, columns: list[str]) -> pa.Table:
+        try:
+            return pq.read_table(path, columns=columns)
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise StoreError(
+                f"cannot read part {path} of set '{self.name}' ({exc}); run featctl info "
+                f"{self.name} --verify"
+            ) from None
+
+    def latest(self) -> pa.Table:
+        """``id``, ``content_hash``, ``error``, ``part``, ``row`` of the newest row of every id."""
+        tables = []
+        for number, path in enumerate(self.part_paths()):
+            table = self._read(path, ["id", "content_hash", "error"])
+            tables.append(table.append_column("part", pa.array(np.full(table.num_rows, number, np.int32)))
+                          .append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
+        if not tables:
+            schema = pa.schema([("id", self.id_type), ("content_hash", pa.string()), ("error", pa.string()),
+                                ("part", pa.int32()), ("row", pa.int64())])
+            return schema.empty_table()
+        table = pa.concat_tables(tables)
+        ids = table["id"].to_numpy()
+        _, first_in_reversed = np.unique(ids[::-1], return_index=True)
+        newest = np.sort(len(ids) - 1 - first_in_reversed)
+        return table.take(pa.array(newest))
+
+    def to_arrow(self, include_failed: bool = False) -> pa.Table:
+        """The latest vector per id (float32), in commit order; failed rows only if asked."""
+        latest = self.latest()
+        if not include_failed:
+            latest = latest.filter(pc.is_null(latest["error"]))
+        pieces = []
+        for number, path in enumerate(self.part_paths()):
+            picked = latest.filter(pc.equal(latest["part"], number))
+            if picked.num_rows == 0:
+                continue
+            vectors = self._read(path, ["vector"])["vector"].take(picked["row"])
+            pieces.append(picked.select(["id", "content_hash", "error"])
+                          .append_column("vector", vectors.cast(pa.list_(pa.float32(), self.dim))))
+        columns = ["id", "content_hash", "vector"] + (["error"] if include_failed else [])
+        if not pieces:
+            schema = pa.schema([("id", self.id_type), ("content_hash", pa.string()),
+                                ("vector", pa.list_(pa.float32(), self.dim)), ("error", pa.string())])
+            return schema.empty_table().select(columns)
+        return pa.concat_tables(pieces).select(columns)
+
+    def vectors(self, ids: Iterable[Any] | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+        """A float32 matrix aligned to ``ids`` and a boolean mask of the ids that have a vector.
+
+        Rows for ids without a vector are zero, and the mask says which they are: never guess.
+        """
+        query = self._as_ids(ids)
+        table = self.to_arrow()
+        positions = pc.index_in(query, value_set=table["id"])
+        mask = positions.is_valid().to_numpy(zero_copy_only=False)
+        matrix = np.zeros((len(query), self.dim), dtype=np.float32)
+        if mask.any():
+            found = positions.filter(positions.is_valid()).to_numpy()
+            matrix[mask] = vector_matrix(table["vector"], self.dim)[found]
+        return matrix, mask
+
+    def _as_ids(self, ids: Iterable[Any] | pa.Array) -> pa.Array:
+        array = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(ids))
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        if array.type == self.id_type:
+            return array
+        try:
+            return array.cast(self.id_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise IdTypeError(
+                f"set '{self.name}' stores {self.entry['id_type']} ids but got {array.type} ids "
+                f"that cannot be converted (e.g. {array[0].as_py()!r}); pass ids of the stored type"
+            ) from None
+
+    def vectors_by_hash(self, hashes: set[str]) -> dict[str, np.ndarray]:
+        """Stored vectors for content hashes (a text already encoded under another id)."""
+        if not hashes:
+            return {}
+        wanted = pa.array(sorted(hashes), pa.string())
+        found: dict[str, np.ndarray] = {}
+        for path in self.part_paths():
+            table = self._read(path, ["content_hash", "vector"])
+            table = table.filter(pc.and_(pc.is_in(table["content_hash"], wanted), pc.is_valid(table["vector"])))
+            if table.num_rows:
+                matrix = vector_matrix(table["vector"].cast(pa.list_(pa.float32(), self.dim)), self.dim)
+                found.update(zip(table["content_hash"].to_pylist(), matrix))
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        """What ``featctl info`` shows: counts, recipe, parts, failures by reason, bytes."""
+        latest = self.latest()
+        errors = Counter(e for e in latest["error"].to_pylist() if e is not None)
+        stored = sum(p["rows"] for p in self.entry["parts"])
+        return {
+            "name": self.name,
+            "entity": self.entry["entity"],
+            "modality": self.entry["modality"],
+            "encoder": self.entry["encoder"],
+            "ids": latest.num_rows,
+            "vectors": latest.num_rows - sum(errors.values()),
+            "failed": sum(errors.values()),
+            "failures": dict(errors.most_common()),
+            "stored_rows": stored,
+            "superseded_rows": stored - latest.num_rows,
+            "dim": self.dim,
+            "dtype": self.dtype,
+            "id_type": self.entry["id_type"],
+            "metric": self.entry["metric"],
+            "recipe": self.recipe,
+            "recipe_hash": self.entry["recipe_hash"],
+            "source": self.entry["source"],
+            "parts": self.entry["parts"],
+            "bytes": sum(p["bytes"] for p in self.entry["parts"]),
+            "created_at": self.entry["created_at"],
+            "updated_at": self.entry["updated_at"],
+        }
+
+    def verify(self) -> list[str]:
+        """Problems found by checking every part against its recorded checksum and row count."""
+        problems = []
+        for part, path in zip(self.entry["parts"], self.part_paths()):
+            if not os.path.isfile(path):
+                problems.append(f"{part['file']}: missing")
+            elif sha256_file(path) != part["sha256"]:
+                problems.append(f"{part['file']}: checksum mismatch")
+            elif pq.ParquetFile(path).metadata.num_rows != part["rows"]:
+                problems.append(f"{part['file']}: row count differs from the manifest")
+        return problems
+
+
+def vector_matrix(column: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:
+    """A fixed-size-list column without nulls as an (n, dim) float32 matrix."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    return column.flatten().to_numpy().astype(np.float32, copy=False).reshape(-1, dim)
