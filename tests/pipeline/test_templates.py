@@ -1,0 +1,46 @@
+"""Templates: placeholders, the default template, nulls, NaN, HTML entities, empty rows."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from featctl.errors import TemplateError, UnknownColumnError
+from featctl.pipeline.templates import Template, default_template
+
+BATCH = pa.RecordBatch.from_pydict({
+    "id": ["1", "2", "3"],
+    "name": ["Tom &amp; Kit", "Café", None],
+    "year": [1995.0, float("nan"), None],
+    "episodes": ["12", "1", ""],
+    "summary": ["Two friends.", "", None],
+})
+
+
+def test_placeholders_are_filled_and_cleaned() -> None:
+    template = Template.parse("{name} ({year}). {summary}", BATCH.schema.names)
+    assert template.render(BATCH) == ["Tom & Kit (1995). Two friends.", "Café ().", ""]
+
+
+def test_unknown_column_lists_the_available_ones() -> None:
+    with pytest.raises(UnknownColumnError, match="'title'.*available columns: id, name, year, episodes, summary"):
+        Template.parse("{title}", BATCH.schema.names)
+
+
+@pytest.mark.parametrize("text", ["no placeholders", "{name!r}", "{name:>10}", "{", "{}"])
+def test_malformed_templates_are_refused(text: str) -> None:
+    with pytest.raises(TemplateError):
+        Template.parse(text, BATCH.schema.names)
+
+
+def test_default_template_takes_text_columns_and_skips_empty_lines() -> None:
+    text = default_template(BATCH.schema, "id", BATCH)
+    assert text == "name: {name}\nsummary: {summary}"  # episodes are numbers, year is a float column
+    rendered = Template.parse(text, BATCH.schema.names).render(BATCH)
+    assert rendered == ["name: Tom & Kit\nsummary: Two friends.", "name: Café", ""]
+
+
+def test_default_template_needs_a_text_column() -> None:
+    batch = pa.RecordBatch.from_pydict({"id": [1], "n": [2]})
+    with pytest.raises(TemplateError, match="no text column"):
+        default_template(batch.schema, "id", batch)
