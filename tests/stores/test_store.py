@@ -83,7 +83,8 @@ def test_second_writer_fails_after_timeout_naming_the_holder(catalogue: Path, st
     store.mkdir()
     with StoreLock(str(store / ".lock"), timeout=0):
         started = time.monotonic()
-        with pytest.raises(LockTimeoutError, match=rf"locked by another writer \(pid {os.getpid()} on .*--lock-timeout"):
+        holder = rf"locked by another writer \(pid {os.getpid()} on .*--lock-timeout"
+        with pytest.raises(LockTimeoutError, match=holder):
             _embed(catalogue, store, lock_timeout=0.5)
         assert 0.5 <= time.monotonic() - started < 5
     assert not (store / "manifest.json").exists()
