@@ -45,6 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import featctl
+from featctl.encoders.base import Encoder
 from featctl.encoders.registry import create_encoder
 from featctl.pipeline.sources import Source
 from featctl.pipeline.templates import Template
@@ -173,19 +174,41 @@ def embed_config(source: Path, store: Path, batch_size: int, encoder: str = ENCO
                                encoder_options={"batch_size": batch_size}, text=TEMPLATE, part_rows=PART_ROWS)
 
 
-def run_pipeline(source: Path, store: Path, batch_size: int) -> tuple[float, featctl.EmbedResult]:
+def run_pipeline(source: Path, store: Path, batch_size: int,
+                 encoder: Encoder | None = None) -> tuple[float, featctl.EmbedResult]:
     """Wall time of one in-process ``featctl.embed`` and its result."""
+    seconds, _, result = run_pipeline_cpu(source, store, batch_size, encoder)
+    return seconds, result
+
+
+def run_pipeline_cpu(source: Path, store: Path, batch_size: int,
+                     encoder: Encoder | None = None) -> tuple[float, float, featctl.EmbedResult]:
+    """Wall and process-CPU time of one in-process ``featctl.embed``, and its result."""
     config = embed_config(source, store, batch_size)
-    started = time.perf_counter()
-    result = featctl.embed(config)
-    return time.perf_counter() - started, result
+    cpu, started = time.process_time(), time.perf_counter()
+    result = featctl.embed(config, encoder=encoder)
+    return time.perf_counter() - started, time.process_time() - cpu, result
 
 
-def run_raw(model: Any, texts: list[str], batch_size: int) -> tuple[float, np.ndarray]:
-    """Wall time of one raw ``model.encode`` call and its vectors."""
-    started = time.perf_counter()
+def run_raw(model: Any, texts: list[str], batch_size: int) -> tuple[float, float, np.ndarray]:
+    """Wall and process-CPU time of one raw ``model.encode`` call, and its vectors."""
+    cpu, started = time.process_time(), time.perf_counter()
     vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-    return time.perf_counter() - started, np.asarray(vectors, dtype=np.float32)
+    return time.perf_counter() - started, time.process_time() - cpu, np.asarray(vectors, dtype=np.float32)
+
+
+class NullEncoder(Encoder):
+    """Returns constant unit vectors instantly: what is left of a run is featctl's own overhead."""
+
+    prefix = "null"
+
+    def __init__(self, dim: int, batch_size: int) -> None:
+        self.dim = dim
+        self.batch_size = batch_size
+        self.recipe = {"encoder": "null", "dim": dim}
+
+    def encode(self, inputs: Sequence[str]) -> np.ndarray:
+        return np.full((len(inputs), self.dim), 1.0 / np.sqrt(self.dim), dtype=np.float32)
 
 
 def run_cli(source: Path, store: Path, batch_size: int) -> tuple[float, dict[str, Any]]:
@@ -246,18 +269,26 @@ def bench_throughput(work: Path, source: Path, ids: list[int], texts: list[str],
 
     raw_s: list[float] = []
     pipe_s: list[float] = []
+    raw_cpu: list[float] = []
+    pipe_cpu: list[float] = []
+    null_s: list[float] = []
     results: list[featctl.EmbedResult] = []
     raw_vectors = np.zeros((0, 0), np.float32)
+    null = NullEncoder(encoder.dim, batch_size)
     for i in range(repeats):
         for kind in (("raw", "pipeline") if i % 2 == 0 else ("pipeline", "raw")):
             if kind == "raw":
-                seconds, raw_vectors = run_raw(model, distinct, batch_size)
+                seconds, cpu, raw_vectors = run_raw(model, distinct, batch_size)
                 raw_s.append(seconds)
+                raw_cpu.append(cpu)
             else:
-                seconds, result = run_pipeline(source, work / f"store-{i}", batch_size)
+                seconds, cpu, result = run_pipeline_cpu(source, work / f"store-{i}", batch_size)
                 pipe_s.append(seconds)
+                pipe_cpu.append(cpu)
                 results.append(result)
-            log.info("  repeat %d %-8s %.2f s (%.1f texts/s)", i + 1, kind, seconds, len(distinct) / seconds)
+            log.info("  repeat %d %-8s %.2f s (%.1f texts/s, %.1f s CPU)", i + 1, kind, seconds,
+                     len(distinct) / seconds, cpu)
+        null_s.append(run_pipeline(source, work / f"store-null-{i}", batch_size, encoder=null)[0])
 
     last = results[-1]
     checks.add("first run encodes every distinct text once",
@@ -279,6 +310,8 @@ def bench_throughput(work: Path, source: Path, ids: list[int], texts: list[str],
         "pipeline_reported_seconds": [r.seconds for r in results],
         "raw_texts_per_s": len(distinct) / raw_med, "pipeline_texts_per_s": len(distinct) / pipe_med,
         "ratio": raw_med / pipe_med, "pair_ratios": [r / p for r, p in zip(raw_s, pipe_s)],
+        "raw_cpu_seconds": raw_cpu, "pipeline_cpu_seconds": pipe_cpu, "cpu_ratio": median(raw_cpu) / median(pipe_cpu),
+        "null_encoder_seconds": null_s, "overhead_pct_of_raw": 100.0 * median(null_s) / raw_med,
         "max_abs_diff": max_diff, "first_run_store": str(work / f"store-{repeats - 1}"),
     }
 
@@ -471,6 +504,8 @@ def print_report(report: dict[str, Any]) -> None:
           + ", ".join(f"{s:.2f}" for s in tp["pipeline_seconds"]) + " s")
     print(f"    ratio pipeline/raw  {tp['ratio']:.3f}   (per pair: "
           + ", ".join(f"{r:.3f}" for r in tp["pair_ratios"]) + f")   max |stored - raw| = {tp['max_abs_diff']:.2e}")
+    print(f"    process-CPU-time ratio raw/pipeline {tp['cpu_ratio']:.3f}; featctl's own overhead (same run with a "
+          f"null encoder) {median(tp['null_encoder_seconds']):.3f} s = {tp['overhead_pct_of_raw']:.2f}% of raw time")
     print(f"[2] incremental, IN-PROCESS (model already loaded), first run = median pipeline run "
           f"{inc['first_seconds']:.2f} s:")
     print(f"    unchanged rerun     median {median(inc['unchanged_seconds']):.3f} s -> first/rerun "

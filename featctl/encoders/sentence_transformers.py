@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -34,6 +35,15 @@ def resolve_model(name: str) -> tuple[str, str]:
             return canonical, canonical
         return canonical, str(get_model_path())
     return canonical, canonical
+
+
+def _folder_max_length(location: str) -> int | None:
+    """The max length a model folder declares, read without loading the model."""
+    try:
+        with open(os.path.join(location, "sentence_bert_config.json"), encoding="utf-8") as fh:
+            return int(json.load(fh)["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def folder_fingerprint(path: str) -> str:
@@ -80,7 +90,7 @@ class SentenceTransformerEncoder(Encoder):
         # with nothing to encode never pays for importing torch.
         self.model_id, self.location = resolve_model(model)
         self.normalize = normalize
-        self.max_length = max_length or _MAX_LENGTH.get(self.model_id)
+        self.max_length = max_length or _MAX_LENGTH.get(self.model_id) or _folder_max_length(self.location)
         self.batch_size = batch_size
         self.device = None if device == "auto" else device
         self.prompt = prompt

@@ -29,6 +29,12 @@ def compact(name: str, store: str | None = None, part_rows: int = 10_000,
         fs = opened.feature_set(name)
         before = fs.entry
         table = fs.to_arrow(include_failed=True)
+        stored = sum(p["rows"] for p in before["parts"])
+        if stored == table.num_rows and len(before["parts"]) <= max(1, -(-stored // part_rows)):
+            log.info("set '%s' is already compact", name)
+            size = sum(p["bytes"] for p in before["parts"])
+            n = len(before["parts"])
+            return CompactResult(name, stored, stored, n, n, size, size)
         schema = part_schema(fs.id_type, fs.dim, fs.dtype)
         table = table.select(schema.names).cast(schema)
         tables = [table.slice(i, part_rows) for i in range(0, table.num_rows, part_rows)] or [table]
