@@ -80,8 +80,8 @@ def _fields_of(line: str) -> list[str]:
 def default_template(schema: pa.Schema, id_column: str, sample: pa.RecordBatch | None) -> str:
     """Every text column except the id, one ``column: value`` line each.
 
-    A column is text when its type is a string and, for files read as strings (CSV, TSV), when
-    some value in the first batch is not a number.
+    A column is text when its type is a string (or a list of strings) and, for files read as
+    strings (CSV, TSV), when some value in the first batch is not a number.
     """
     lines = []
     for field in schema:
@@ -95,8 +95,14 @@ def default_template(schema: pa.Schema, id_column: str, sample: pa.RecordBatch |
     return "\n".join(lines)
 
 
+def _is_string(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
 def _is_text(field: pa.Field, sample: pa.RecordBatch | None) -> bool:
-    if not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+    if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+        return _is_string(field.type.value_type)  # tags as a list: ["space", "western"]
+    if not _is_string(field.type):
         return False
     if sample is None:
         return True

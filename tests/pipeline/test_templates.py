@@ -44,3 +44,10 @@ def test_default_template_needs_a_text_column() -> None:
     batch = pa.RecordBatch.from_pydict({"id": [1], "n": [2]})
     with pytest.raises(TemplateError, match="no text column"):
         default_template(batch.schema, "id", batch)
+
+
+def test_lists_of_strings_are_text() -> None:
+    batch = pa.RecordBatch.from_pydict({"id": ["a1", "a2"], "tags": [["space", "western"], None], "n": [3, None]})
+    text = default_template(batch.schema, "id", batch)
+    assert text == "tags: {tags}"
+    assert Template.parse(text + " ({n})", batch.schema.names).render(batch) == ["tags: space, western (3)", ""]
