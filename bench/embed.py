@@ -59,6 +59,8 @@ RESULTS = ROOT / "bench" / "results" / "embed.json"
 FEATCTL_BIN = Path(sys.executable).parent / "featctl"
 
 ENCODER = "st:all-MiniLM-L6-v2"
+# Set from --encoder/--device: the model and device of sections 1 and 2 (e.g. a GPU run).
+MODEL: dict[str, str] = {"spec": ENCODER, "device": "auto"}
 TEMPLATE = "{text}"
 SET_NAME = "item_text"
 PART_ROWS = 10_000
@@ -112,8 +114,10 @@ def anime_rows(path: Path) -> list[tuple[int, str]]:
     return rows
 
 
-def load_rows(limit: int | None) -> tuple[str, list[tuple[int, str]]]:
+def load_rows(limit: int | None, synthetic: int = 0) -> tuple[str, list[tuple[int, str]]]:
     """The benchmark's catalogue: MovieLens when shared data exists, else data/anime.tsv."""
+    if synthetic:
+        return f"{synthetic:,} synthetic texts", list(enumerate(synthetic_texts(synthetic), start=1))
     if (SHARED_DATA / "movielens-100k-tmdb" / "items.csv").is_file():
         label, rows = "movielens-100k-tmdb items (1 row per movie_id)", movielens_rows(SHARED_DATA)
     else:
@@ -169,9 +173,10 @@ def write_synthetic(path: Path, n: int) -> Path:
 
 # --------------------------------------------------------------------------- runners
 
-def embed_config(source: Path, store: Path, batch_size: int, encoder: str = ENCODER) -> featctl.EmbedConfig:
-    return featctl.EmbedConfig(source=featctl.SourceSpec(str(source)), store=str(store), encoder=encoder,
-                               encoder_options={"batch_size": batch_size}, text=TEMPLATE, part_rows=PART_ROWS)
+def embed_config(source: Path, store: Path, batch_size: int, encoder: str | None = None) -> featctl.EmbedConfig:
+    return featctl.EmbedConfig(source=featctl.SourceSpec(str(source)), store=str(store),
+                               encoder=encoder or MODEL["spec"], text=TEMPLATE, part_rows=PART_ROWS,
+                               encoder_options={"batch_size": batch_size, "device": MODEL["device"]})
 
 
 def run_pipeline(source: Path, store: Path, batch_size: int,
@@ -255,7 +260,7 @@ def median(values: Sequence[float]) -> float:
 def bench_throughput(work: Path, source: Path, ids: list[int], texts: list[str], batch_size: int,
                      repeats: int, checks: Checks) -> dict[str, Any]:
     """Raw encode vs featctl.embed, interleaved, medians; plus stored-vector equality."""
-    encoder = create_encoder(ENCODER, batch_size=batch_size)
+    encoder = create_encoder(MODEL["spec"], batch_size=batch_size, device=MODEL["device"])
     model = encoder.model
     distinct = list(dict.fromkeys(t for t in texts if t))
     empty = sum(1 for t in texts if not t)
@@ -264,7 +269,7 @@ def bench_throughput(work: Path, source: Path, ids: list[int], texts: list[str],
     warm = min(len(ids), 4 * batch_size)
     run_raw(model, distinct[:warm], batch_size)
     run_pipeline(write_source(work / "warm.parquet", ids[:warm], texts[:warm]), work / "store-warm", batch_size)
-    same_model = create_encoder(ENCODER, batch_size=batch_size).model is model
+    same_model = create_encoder(MODEL["spec"], batch_size=batch_size, device=MODEL["device"]).model is model
     checks.add("pipeline reuses the raw model object", same_model)
 
     raw_s: list[float] = []
@@ -468,35 +473,37 @@ def bench_memory(work: Path, sizes: Sequence[int], batch_size: int, checks: Chec
 # --------------------------------------------------------------------------- report
 
 def summary_rows(report: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
-    """(what, measured, target, met) for every ratio with a target."""
-    tp, inc, cli, mem = report["throughput"], report["incremental_in_process"], report["incremental_cli"], \
-        report["memory"]
-    sizes = mem["sizes"]
-    return [
+    """(what, measured, target, met) for every ratio with a target, for the sections that ran."""
+    tp = report["throughput"]
+    rows = [
         ("throughput pipeline/raw (in-process)", f"{tp['ratio']:.3f}", f">= {TARGET_THROUGHPUT}",
          tp["ratio"] >= TARGET_THROUGHPUT),
         ("stored vs raw vectors, max abs diff", f"{tp['max_abs_diff']:.1e}", f"<= {TARGET_MAX_DIFF:.0e}",
          tp["max_abs_diff"] <= TARGET_MAX_DIFF),
-        ("in-process: first / unchanged rerun", f"{inc['unchanged_speedup']:.0f}x", f">= {TARGET_UNCHANGED:.0f}x",
-         inc["unchanged_speedup"] >= TARGET_UNCHANGED),
-        ("in-process: 1% changed rerun, % of first", f"{inc['changed_pct_of_first']:.2f}%",
-         f"<= {TARGET_CHANGED_PCT:.0f}%", inc["changed_pct_of_first"] <= TARGET_CHANGED_PCT),
-        ("CLI subprocess: first / unchanged rerun", f"{cli['unchanged_speedup']:.1f}x",
-         f">= {TARGET_UNCHANGED:.0f}x", cli["unchanged_speedup"] >= TARGET_UNCHANGED),
-        ("CLI subprocess: 1% changed rerun, % of first", f"{cli['changed_pct_of_first']:.1f}%",
-         f"<= {TARGET_CHANGED_PCT:.0f}%", cli["changed_pct_of_first"] <= TARGET_CHANGED_PCT),
-        (f"peak RSS {sizes[1]:,} / {sizes[0]:,} rows", f"{mem['ratio']:.3f}", f"<= {TARGET_MEMORY}",
-         mem["ratio"] <= TARGET_MEMORY),
-        ("result-field and correctness checks", f"{sum(report['checks'].values())}/{len(report['checks'])} pass",
-         "all", all(report["checks"].values())),
     ]
+    for key, label in (("incremental_in_process", "in-process"), ("incremental_cli", "CLI subprocess")):
+        if key in report:
+            inc = report[key]
+            rows += [
+                (f"{label}: first / unchanged rerun", f"{inc['unchanged_speedup']:.1f}x",
+                 f">= {TARGET_UNCHANGED:.0f}x", inc["unchanged_speedup"] >= TARGET_UNCHANGED),
+                (f"{label}: 1% changed rerun, % of first", f"{inc['changed_pct_of_first']:.2f}%",
+                 f"<= {TARGET_CHANGED_PCT:.0f}%", inc["changed_pct_of_first"] <= TARGET_CHANGED_PCT),
+            ]
+    if "memory" in report:
+        mem = report["memory"]
+        rows.append((f"peak RSS {mem['sizes'][1]:,} / {mem['sizes'][0]:,} rows", f"{mem['ratio']:.3f}",
+                     f"<= {TARGET_MEMORY}", mem["ratio"] <= TARGET_MEMORY))
+    rows.append(("result-field and correctness checks",
+                 f"{sum(report['checks'].values())}/{len(report['checks'])} pass", "all",
+                 all(report["checks"].values())))
+    return rows
 
 
 def print_report(report: dict[str, Any]) -> None:
-    tp, inc, cli, mem = report["throughput"], report["incremental_in_process"], report["incremental_cli"], \
-        report["memory"]
-    print(f"\n== featctl embed benchmark ({report['dataset']}, {tp['rows']} rows, batch {tp['batch_size']}, "
-          f"{report['environment']['torch_threads']} torch threads) ==")
+    tp = report["throughput"]
+    print(f"\n== featctl embed benchmark ({report['dataset']}, {tp['rows']} rows, {report['encoder']} on "
+          f"{report['device']}, batch {tp['batch_size']}, {report['environment']['torch_threads']} torch threads) ==")
     print(f"[1] throughput, median of {tp['repeats']}, interleaved, in-process (model loaded once, shared):")
     print(f"    raw model.encode    {tp['raw_texts_per_s']:7.1f} texts/s   runs: "
           + ", ".join(f"{s:.2f}" for s in tp["raw_seconds"]) + " s")
@@ -506,29 +513,34 @@ def print_report(report: dict[str, Any]) -> None:
           + ", ".join(f"{r:.3f}" for r in tp["pair_ratios"]) + f")   max |stored - raw| = {tp['max_abs_diff']:.2e}")
     print(f"    process-CPU-time ratio raw/pipeline {tp['cpu_ratio']:.3f}; featctl's own overhead (same run with a "
           f"null encoder) {median(tp['null_encoder_seconds']):.3f} s = {tp['overhead_pct_of_raw']:.2f}% of raw time")
-    print(f"[2] incremental, IN-PROCESS (model already loaded), first run = median pipeline run "
-          f"{inc['first_seconds']:.2f} s:")
-    print(f"    unchanged rerun     median {median(inc['unchanged_seconds']):.3f} s -> first/rerun "
-          f"{inc['unchanged_speedup']:.0f}x")
-    print(f"    {inc['changed_rows']} rows (1%) changed median {median(inc['changed_seconds']):.3f} s -> "
-          f"{inc['changed_pct_of_first']:.2f}% of first")
-    print(f"[3] incremental, CLI SUBPROCESS (`featctl embed --json`, includes Python/torch import and model load), "
-          f"first run {cli['first_seconds']:.2f} s (featctl reports {cli['first_reported_seconds']:.2f} s):")
-    print(f"    unchanged rerun     median {median(cli['unchanged_seconds']):.2f} s -> first/rerun "
-          f"{cli['unchanged_speedup']:.1f}x")
-    print(f"    {cli['changed_rows']} rows (1%) changed median {median(cli['changed_seconds']):.2f} s -> "
-          f"{cli['changed_pct_of_first']:.1f}% of first")
-    print(f"[4] peak RSS (VmHWM of a child process), {mem['encoder']}, part_rows {mem['part_rows']}:")
-    print(f"    baseline (import featctl + load model) {mem['baseline']['peak_mib']:7.0f} MiB")
-    for n in mem["sizes"]:
-        run = mem["runs"][str(n)]
-        print(f"    {n:>9,} rows  {run['peak_mib']:7.0f} MiB  (ru_maxrss {run['ru_maxrss_mib']:.0f} MiB, "
-              f"{run['wall_seconds']:.1f} s, {n / run['wall_seconds']:.0f} rows/s)")
-    growth = mem["growth_ratio_over_baseline"]
-    print(f"    ratio {mem['sizes'][1]:,}/{mem['sizes'][0]:,}: {mem['ratio']:.3f}"
-          + (f"   (growth above baseline: {growth:.2f}x)" if growth is not None else ""))
-    failed = [name for name, ok in report["checks"].items() if not ok]
-    for name in failed:
+    if "incremental_in_process" in report:
+        inc = report["incremental_in_process"]
+        print(f"[2] incremental, IN-PROCESS (model already loaded), first run = median pipeline run "
+              f"{inc['first_seconds']:.2f} s:")
+        print(f"    unchanged rerun     median {median(inc['unchanged_seconds']):.3f} s -> first/rerun "
+              f"{inc['unchanged_speedup']:.0f}x")
+        print(f"    {inc['changed_rows']} rows (1%) changed median {median(inc['changed_seconds']):.3f} s -> "
+              f"{inc['changed_pct_of_first']:.2f}% of first")
+    if "incremental_cli" in report:
+        cli = report["incremental_cli"]
+        print(f"[3] incremental, CLI SUBPROCESS (`featctl embed --json`, includes Python/torch import and model "
+              f"load), first run {cli['first_seconds']:.2f} s (featctl reports {cli['first_reported_seconds']:.2f} s):")
+        print(f"    unchanged rerun     median {median(cli['unchanged_seconds']):.2f} s -> first/rerun "
+              f"{cli['unchanged_speedup']:.1f}x")
+        print(f"    {cli['changed_rows']} rows (1%) changed median {median(cli['changed_seconds']):.2f} s -> "
+              f"{cli['changed_pct_of_first']:.1f}% of first")
+    if "memory" in report:
+        mem = report["memory"]
+        print(f"[4] peak RSS (VmHWM of a child process), {mem['encoder']}, part_rows {mem['part_rows']}:")
+        print(f"    baseline (import featctl + load model) {mem['baseline']['peak_mib']:7.0f} MiB")
+        for n in mem["sizes"]:
+            run = mem["runs"][str(n)]
+            print(f"    {n:>9,} rows  {run['peak_mib']:7.0f} MiB  (ru_maxrss {run['ru_maxrss_mib']:.0f} MiB, "
+                  f"{run['wall_seconds']:.1f} s, {n / run['wall_seconds']:.0f} rows/s)")
+        growth = mem["growth_ratio_over_baseline"]
+        print(f"    ratio {mem['sizes'][1]:,}/{mem['sizes'][0]:,}: {mem['ratio']:.3f}"
+              + (f"   (growth above baseline: {growth:.2f}x)" if growth is not None else ""))
+    for name in [name for name, ok in report["checks"].items() if not ok]:
         print(f"    CHECK FAILED: {name}: {report['check_details'][name]}")
     print("\n| measure | value | target | met |")
     print("|---|---|---|---|")
@@ -556,6 +568,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--texts", type=int, default=None, help="use only the first N catalogue rows")
     parser.add_argument("--memory-sizes", type=int, nargs=2, default=None, metavar=("SMALL", "LARGE"),
                         help="synthetic row counts for the memory test (default 20000 200000)")
+    parser.add_argument("--encoder", default=ENCODER, help="encoder spec of sections 1-2 (default %(default)s)")
+    parser.add_argument("--device", default="auto", help="device of sections 1-2: auto|cpu|cuda")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="N",
+                        help="use N synthetic texts instead of a catalogue (e.g. for a GPU run)")
+    parser.add_argument("--only", choices=("throughput", "incremental", "cli", "memory"), nargs="+",
+                        help="run only these sections (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--quiet", "-q", action="store_true", help="do not log progress to stderr")
     for name in ("--child", "--child-encoder", "--child-source", "--child-store"):
@@ -578,7 +596,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     checks = Checks()
     work = Path(tempfile.mkdtemp(prefix="featctl-bench-"))
     try:
-        dataset, rows = load_rows(args.texts)
+        dataset, rows = load_rows(args.texts, args.synthetic)
         ids = [r[0] for r in rows]
         source = write_source(work / "items.parquet", ids, [r[1] for r in rows])
         texts = featctl_texts(source)
@@ -588,19 +606,25 @@ def main(argv: Sequence[str] | None = None) -> None:
                                   "args": {k: v for k, v in vars(args).items() if not k.startswith("child")},
                                   "renderer_changed_texts": unescaped}
 
+        sections = set(args.only or ("throughput", "incremental", "cli", "memory"))
+        MODEL.update(spec=args.encoder, device=args.device)
+        report["encoder"], report["device"] = args.encoder, args.device
         log.info("[1] throughput")
         report["throughput"] = bench_throughput(work, source, ids, texts, args.batch_size, args.repeats, checks)
 
         changed, n_changed = changed_source(work / "items-changed.parquet", ids, texts)
-        log.info("[2] incremental, in-process")
-        report["incremental_in_process"] = bench_incremental(
-            work, source, changed, n_changed, len(ids), Path(report["throughput"]["first_run_store"]),
-            median(report["throughput"]["pipeline_seconds"]), args.batch_size, args.repeats, checks)
-        log.info("[3] incremental, CLI subprocesses")
-        report["incremental_cli"] = bench_incremental_cli(work, source, changed, n_changed, len(ids),
-                                                          args.batch_size, args.repeats, checks)
-        log.info("[4] memory")
-        report["memory"] = bench_memory(work, args.memory_sizes, args.batch_size, checks)
+        if "incremental" in sections:
+            log.info("[2] incremental, in-process")
+            report["incremental_in_process"] = bench_incremental(
+                work, source, changed, n_changed, len(ids), Path(report["throughput"]["first_run_store"]),
+                median(report["throughput"]["pipeline_seconds"]), args.batch_size, args.repeats, checks)
+        if "cli" in sections:
+            log.info("[3] incremental, CLI subprocesses")
+            report["incremental_cli"] = bench_incremental_cli(work, source, changed, n_changed, len(ids),
+                                                              args.batch_size, args.repeats, checks)
+        if "memory" in sections:
+            log.info("[4] memory")
+            report["memory"] = bench_memory(work, args.memory_sizes, args.batch_size, checks)
     finally:
         if args.keep:
             log.info("work folder kept: %s", work)

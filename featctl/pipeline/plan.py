@@ -60,11 +60,12 @@ def scan_source(source: Source, id_column: str, template: Template, recipe_diges
                 on_duplicate: str) -> Scan:
     """Read the source once, validating ids; fails before the store is touched."""
     id_chunks: list[pa.Array] = []
-    hashes: list[str] = []
+    hash_chunks: list[np.ndarray] = []
     for batch in source.batches():
         id_chunks.append(batch.column(id_column))
-        hashes.extend(content_hash(recipe_digest, text) for text in template.render(batch))
-    if not hashes:
+        texts = template.render(batch)
+        hash_chunks.append(np.array([content_hash(recipe_digest, t) for t in texts], dtype="S32"))
+    if not hash_chunks:
         raise SourceFormatError(f"{source.spec.label}: the source has no rows")
     raw_ids = pa.chunked_array(id_chunks)
     empty = pc.is_null(raw_ids)
@@ -78,7 +79,7 @@ def scan_source(source: Source, id_column: str, template: Template, recipe_diges
         )
     id_type = infer_id_type(raw_ids)
     ids = cast_ids(raw_ids, id_type)
-    hash_array = np.array(hashes, dtype="S32")
+    hash_array = np.concatenate(hash_chunks)
     keep = _deduplicate(ids, hash_array, on_duplicate, source.spec.label)
     return Scan(id_type, ids, hash_array, keep)
 

@@ -1,0 +1,149 @@
+"""The encode stage: one part's rows in, one part table (vectors or failure reasons) out.
+
+Within a part, distinct texts are sorted by length so each batch pads little, and texts seen
+earlier (in this run or already stored under another id) are copied instead of encoded. Calls to
+the encoder grow from one batch to many while they stay short, so per-call overhead vanishes on
+fast devices while the progress bar still moves every second or so on slow ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from featctl.encoders.base import Encoder
+from featctl.stores.store import part_schema
+
+log = logging.getLogger(__name__)
+
+EMPTY_TEXT = "empty text"
+NON_FINITE = "non-finite vector"
+# Encoder calls grow (doubling, up to MAX_CALL_BATCHES batches) while one takes less than this.
+CALL_SECONDS = 0.5
+MAX_CALL_BATCHES = 64
+
+Row = tuple[Any, str, str]  # (id, content hash, text)
+
+
+class Progress(Protocol):
+    """What the runner reports while encoding; the CLI draws it as a bar."""
+
+    def start(self, total: int) -> None: ...
+    def advance(self, rows: int) -> None: ...
+
+
+class Silent:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+
+@dataclass
+class Tally:
+    """Counts of a run, added to part by part."""
+
+    encoded: int = 0
+    reused: int = 0
+    texts: int = 0
+    parts: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class PartEncoder:
+    """Encodes parts for one run, remembering vectors of texts that occur again later."""
+
+    encoder: Encoder
+    dtype: str
+    id_type: pa.DataType
+    repeated: frozenset[str]
+    progress: Progress
+    tally: Tally
+    cache: dict[str, np.ndarray] = field(default_factory=dict)
+    _call_size: int = 0
+
+    def encode(self, rows: list[Row]) -> pa.Table:
+        errors: list[str | None] = [None] * len(rows)
+        pending: dict[str, list[int]] = {}
+        for i, (_, digest, text) in enumerate(rows):
+            if not text.strip():
+                errors[i] = EMPTY_TEXT
+            elif digest not in self.cache:
+                pending.setdefault(digest, []).append(i)
+        reused = sum(1 for i, (_, d, _) in enumerate(rows) if errors[i] is None and d in self.cache)
+        self.progress.advance(len(rows) - sum(len(v) for v in pending.values()))
+
+        order = sorted(pending, key=lambda d: len(rows[pending[d][0]][2]), reverse=True)
+        vectors: dict[str, np.ndarray] = {}
+        for digest, vector, error in self._encode_sorted([rows[pending[d][0]][2] for d in order], order, pending):
+            if error is None:
+                vectors[digest] = vector
+            else:
+                for i in pending[digest]:
+                    errors[i] = error
+        for digest in self.repeated & vectors.keys():
+            self.cache[digest] = vectors[digest]
+
+        matrix = np.zeros((len(rows), self.encoder.dim), dtype=np.float32)
+        for i, (_, digest, _) in enumerate(rows):
+            if errors[i] is None:
+                matrix[i] = vectors[digest] if digest in vectors else self.cache[digest]
+        valid = np.array([e is None for e in errors], dtype=bool)
+        self.tally.reused += reused
+        self.tally.encoded += int(valid.sum()) - reused
+        self.tally.failures.update(e for e in errors if e is not None)
+        return self._table(rows, matrix, valid, errors)
+
+    def _encode_sorted(self, texts: list[str], digests: list[str],
+                       pending: dict[str, list[int]]) -> list[tuple[str, Any, str | None]]:
+        batch = self.encoder.batch_size
+        self._call_size = self._call_size or batch
+        out: list[tuple[str, Any, str | None]] = []
+        lo = 0
+        while lo < len(texts):
+            hi = lo + self._call_size
+            started = time.perf_counter()
+            out.extend(encode_isolating_failures(self.encoder, texts[lo:hi], digests[lo:hi]))
+            if time.perf_counter() - started < CALL_SECONDS and self._call_size < batch * MAX_CALL_BATCHES:
+                self._call_size *= 2
+            self.tally.texts += len(texts[lo:hi])
+            self.progress.advance(sum(len(pending[d]) for d in digests[lo:hi]))
+            lo = hi
+        return out
+
+    def _table(self, rows: list[Row], matrix: np.ndarray, valid: np.ndarray,
+               errors: list[str | None]) -> pa.Table:
+        dim = matrix.shape[1]
+        value_type = pa.float16() if self.dtype == "float16" else pa.float32()
+        flat = pa.array(matrix.astype(value_type.to_pandas_dtype()).reshape(-1), type=value_type)
+        vectors = pa.FixedSizeListArray.from_arrays(flat, dim, mask=pa.array(~valid))
+        return pa.Table.from_arrays(
+            [pa.array([r[0] for r in rows], self.id_type), pa.array([r[1] for r in rows], pa.string()),
+             vectors, pa.array(errors, pa.string())],
+            schema=part_schema(self.id_type, dim, self.dtype),
+        )
+
+
+def encode_isolating_failures(encoder: Encoder, texts: list[str],
+                              digests: list[str]) -> list[tuple[str, Any, str | None]]:
+    """(digest, vector, error) per text; if the encoder raises, halve the batch so one bad input fails alone."""
+    try:
+        matrix = encoder.encode(texts)
+    except Exception as exc:  # an encoder's failure for one input must not lose the others
+        if len(texts) == 1:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return [(digests[0], None, f"encoder error: {reason}")]
+        log.warning("encoding %d texts failed (%s); splitting the batch", len(texts), exc)
+        mid = len(texts) // 2
+        return (encode_isolating_failures(encoder, texts[:mid], digests[:mid])
+                + encode_isolating_failures(encoder, texts[mid:], digests[mid:]))
+    finite = np.isfinite(matrix).all(axis=1)
+    return [(d, v, None if ok else NON_FINITE) for d, v, ok in zip(digests, matrix, finite)]
