@@ -56,19 +56,20 @@ class Template:
 
     def render(self, batch: pa.RecordBatch) -> list[str]:
         """The text of every row; rows whose fields are all empty give ``""``."""
-        columns = {name: [_clean(v) for v in batch.column(name).to_pylist()] for name in self.fields}
+        columns = [[_clean(v) for v in batch.column(name).to_pylist()] for name in self.fields]
         lines = [(line, _fields_of(line)) for line in self.text.split("\n")]
+        single = len(lines) == 1
         out = []
-        for i in range(batch.num_rows):
-            values = {name: columns[name][i] for name in self.fields}
-            if not any(v.strip() for v in values.values()):
+        for row in zip(*columns):
+            present = {name for name, value in zip(self.fields, row) if value.strip()}
+            if not present:
                 out.append("")
                 continue
-            kept = [
-                line.format_map(values)
-                for line, fields in lines
-                if not fields or any(values[f].strip() for f in fields)
-            ]
+            values = dict(zip(self.fields, row))
+            if single:
+                out.append(self.text.format_map(values).strip())
+                continue
+            kept = [line.format_map(values) for line, fields in lines if not fields or present.intersection(fields)]
             out.append("\n".join(kept).strip())
         return out
 
@@ -128,7 +129,9 @@ def _clean(value: object) -> str:
             return str(int(value))
         return repr(value)
     if isinstance(value, str):
-        return "" if value in ("NaN", "nan") else html.unescape(value)
+        if "&" in value:
+            return html.unescape(value)
+        return "" if value in ("NaN", "nan") else value
     if isinstance(value, (list, tuple)):
         return ", ".join(_clean(v) for v in value if v is not None)
     return str(value)
