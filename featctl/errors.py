@@ -14,6 +14,12 @@ def _listing(values: Iterable[object], limit: int = 10) -> str:
     return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line of text, or its type when it has none: errors stay one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class FeatctlError(Exception):
     """Root of every error featctl reports to a user."""
 
@@ -79,6 +85,14 @@ class EncoderLoadError(FeatctlError):
     """A model that cannot be loaded (missing package, no network, bad folder)."""
 
 
+class EncoderFailedError(FeatctlError):
+    def __init__(self, count: int, reason: str) -> None:
+        super().__init__(
+            f"the encoder failed on all {count} texts of a batch, each alone, with the same error "
+            f"({reason}); committed parts are kept: fix the encoder or its options and run again"
+        )
+
+
 class StoreError(FeatctlError):
     """A store that is missing, corrupt, or of an unknown format."""
 
@@ -96,6 +110,11 @@ class LockTimeoutError(StoreError):
             f"store {path} is locked by another writer ({holder}) and was not released within "
             f"{seconds:g} s; wait for it to finish or raise --lock-timeout"
         )
+
+
+class LockError(StoreError):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot open the store's lock file {path}: {reason}; check the --store path")
 
 
 class IdTypeError(FeatctlError):

@@ -14,13 +14,17 @@ from featctl.errors import FeatctlError
 
 
 class _Group(TyperGroup):
-    """Turns a FeatctlError from any command into one ``error: ...`` line and exit code 1."""
+    """Turns a FeatctlError (or an OSError) from any command into one ``error: ...`` line and exit 1."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FeatctlError as exc:
             typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:  # the machine said no (disk full, permission denied): still one line
+            where = f": {exc.filename}" if exc.filename else ""
+            typer.echo(f"error: {exc.strerror or exc}{where}", err=True)
             raise typer.Exit(1) from None
 
 

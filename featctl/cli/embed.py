@@ -78,7 +78,7 @@ def embed(
         result = run_embed(config, progress=bar)
     finally:
         bar.close()
-    print_json(result.to_dict()) if json else console.print(summary_line(result))
+    print_json(result.to_dict()) if json else console.print(summary_line(result), soft_wrap=True)
 
 
 def summary_line(result: EmbedResult) -> str:

@@ -12,27 +12,38 @@ from featctl.cli import app
 from featctl.cli.common import JsonOption, LockTimeoutOption, StoreOption, console, human_bytes, print_json
 from featctl.errors import StoreError
 from featctl.pipeline.compact import compact as run_compact
-from featctl.stores.store import open_store
+from featctl.stores.store import Store, open_store
 
 
 @app.command("ls", epilog="Example: featctl ls --json")
 def ls(store: Optional[str] = StoreOption, json: bool = JsonOption) -> None:
     """List the feature sets in the store."""
     opened = open_store(store)
-    rows = [opened.feature_set(name).summary() for name in opened.sets()]
+    rows = [_listing(opened, name) for name in opened.sets()]
     if json:
-        keys = ("name", "entity", "modality", "encoder", "ids", "vectors", "failed", "dim", "dtype", "bytes",
-                "updated_at")
-        return print_json([{k: r[k] for k in keys} | {"parts": len(r["parts"])} for r in rows])
+        return print_json(rows)
     if not rows:
         return console.print(f"no feature sets in {opened.root} (create one with featctl embed)")
     table = Table("set", "entity", "encoder", "ids", "vectors", "failed", "dim", "dtype", "parts", "size",
                   "updated")
     for r in rows:
+        if "error" in r:
+            table.add_row(r["name"], *[""] * 9, f"[red]unreadable: {r['error']}[/]")
+            continue
         table.add_row(r["name"], r["entity"], r["encoder"], f"{r['ids']:,}", f"{r['vectors']:,}",
-                      f"{r['failed']:,}", str(r["dim"]), r["dtype"], str(len(r["parts"])),
+                      f"{r['failed']:,}", str(r["dim"]), r["dtype"], str(r["parts"]),
                       human_bytes(r["bytes"]), r["updated_at"])
     console.print(table)
+
+
+def _listing(opened: Store, name: str) -> dict[str, object]:
+    """One set's line of ``ls``; a damaged set says so instead of failing the whole listing."""
+    try:
+        r = opened.feature_set(name).summary()
+    except StoreError as exc:
+        return {"name": name, "error": str(exc)}
+    keys = ("name", "entity", "modality", "encoder", "ids", "vectors", "failed", "dim", "dtype", "bytes", "updated_at")
+    return {k: r[k] for k in keys} | {"parts": len(r["parts"])}
 
 
 @app.command(epilog="Example: featctl info item_text --verify")
@@ -44,9 +55,12 @@ def info(
 ) -> None:
     """Show a feature set: counts, recipe, parts, failures by reason, size on disk."""
     fs = open_store(store).feature_set(name)
+    if verify and (problems := fs.verify()):
+        raise StoreError(f"set '{name}' has damaged parts: {'; '.join(problems)}; rebuild it with "
+                         f"featctl embed ... --name {name} --replace, or restore the files")
     summary = fs.summary()
     if verify:
-        summary["problems"] = fs.verify()
+        summary["problems"] = []
     if json:
         return print_json(summary)
     s = summary
@@ -65,9 +79,7 @@ def info(
                       p["sha256"][:12], p["created_at"])
     console.print(table)
     if verify:
-        console.print("verify: " + ("; ".join(s["problems"]) or "all parts match their checksums"))
-        if s["problems"]:
-            raise StoreError(f"set '{name}' has damaged parts: {'; '.join(s['problems'])}")
+        console.print("verify: all parts match their checksums")
 
 
 @app.command(epilog="Example: featctl compact item_text")

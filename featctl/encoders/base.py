@@ -45,7 +45,7 @@ class Encoder(ABC):
                     f"encoder '{cls.prefix}:' has no option '{key}'; its options: {known}"
                 )
             try:
-                out[key] = cls.options[key](value) if isinstance(value, str) else value
+                out[key] = cls.options[key](value if isinstance(value, str) else str(value))
             except ValueError as exc:
                 raise EncoderOptionError(f"encoder option {key}={value!r} is invalid: {exc}") from None
         return out

@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from featctl.encoders.base import Encoder, parse_bool, positive_int
-from featctl.errors import EncoderLoadError
+from featctl.errors import EncoderLoadError, first_line
+from featctl.stores.files import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,44 @@ def _folder_max_length(location: str) -> int | None:
 
 
 def folder_fingerprint(path: str) -> str:
-    """A short hash of a model folder's files (names, sizes, first 64 KiB): its revision."""
+    """A short hash of every byte of a model folder: the revision of a local model.
+
+    Hashing gigabytes of weights on every run would cost seconds, so each file's digest is cached
+    under the user's cache folder by (path, size, mtime): a file rewritten in place gets a new mtime.
+    """
+    cache_path = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                              "featctl", "file-digests.json")
+    try:
+        with open(cache_path, encoding="utf-8") as fh:
+            cache: dict[str, str] = json.load(fh)
+    except (OSError, ValueError):
+        cache = {}
     digest = hashlib.blake2b(digest_size=8)
+    changed = False
     for root, dirs, files in os.walk(path):
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
-            digest.update(os.path.relpath(full, path).encode())
-            digest.update(str(os.path.getsize(full)).encode())
-            with open(full, "rb") as fh:
-                digest.update(fh.read(1 << 16))
+            stat = os.stat(full)
+            key = f"{os.path.abspath(full)}|{stat.st_size}|{stat.st_mtime_ns}"
+            if key not in cache:
+                cache[key] = _file_digest(full)
+                changed = True
+            digest.update(os.path.relpath(full, path).encode() + b"\0" + cache[key].encode())
+    if changed:
+        try:
+            os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+            write_json_atomic(cache_path, cache)
+        except OSError as exc:
+            log.info("cannot cache model file digests in %s: %s", cache_path, exc)
+    return digest.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -118,7 +147,9 @@ class SentenceTransformerEncoder(Encoder):
 
     @property
     def dim(self) -> int:  # type: ignore[override]
-        return int(self.model.get_embedding_dimension())
+        model = self.model
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
 
     def encode(self, inputs: Sequence[str]) -> np.ndarray:
         vectors = self.model.encode(
@@ -150,8 +181,7 @@ def _load(location: str, device: str | None, revision: str | None) -> Any:
         hf_logging.disable_progress_bar()
         return SentenceTransformer(location, device=device, revision=revision)
     except Exception as exc:  # the library raises OSError, ValueError, HF errors...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EncoderLoadError(
-            f"cannot load sentence-transformers model '{location}': {first}; check the name, "
+            f"cannot load sentence-transformers model '{location}': {first_line(exc)}; check the name, "
             "your network (hub models download on first use) or pass a local model folder"
         ) from None

@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 
 from featctl.encoders.base import Encoder
-from featctl.stores.store import part_schema
+from featctl.errors import EncoderFailedError, first_line
+from featctl.stores.feature_set import part_schema
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,6 @@ class PartEncoder:
                 errors[i] = EMPTY_TEXT
             elif digest not in self.cache:
                 pending.setdefault(digest, []).append(i)
-        reused = sum(1 for i, (_, d, _) in enumerate(rows) if errors[i] is None and d in self.cache)
         self.progress.advance(len(rows) - sum(len(v) for v in pending.values()))
 
         order = sorted(pending, key=lambda d: len(rows[pending[d][0]][2]), reverse=True)
@@ -97,8 +97,9 @@ class PartEncoder:
             if errors[i] is None:
                 matrix[i] = vectors[digest] if digest in vectors else self.cache[digest]
         valid = np.array([e is None for e in errors], dtype=bool)
+        reused = int(valid.sum()) - len(vectors)  # rows that got a vector without a model call of their own
         self.tally.reused += reused
-        self.tally.encoded += int(valid.sum()) - reused
+        self.tally.encoded += len(vectors)
         self.tally.failures.update(e for e in errors if e is not None)
         return self._table(rows, matrix, valid, errors)
 
@@ -134,16 +135,23 @@ class PartEncoder:
 
 def encode_isolating_failures(encoder: Encoder, texts: list[str],
                               digests: list[str]) -> list[tuple[str, Any, str | None]]:
-    """(digest, vector, error) per text; if the encoder raises, halve the batch so one bad input fails alone."""
+    """(digest, vector, error) per text; if the encoder raises, halve the batch so one bad input fails alone.
+
+    When every text of a failing batch (of 4 or more) fails alone for the same reason, the encoder is broken
+    (out of memory, a bad option): that stops the run instead of being recorded against each row.
+    """
     try:
         matrix = encoder.encode(texts)
     except Exception as exc:  # an encoder's failure for one input must not lose the others
         if len(texts) == 1:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return [(digests[0], None, f"encoder error: {reason}")]
-        log.warning("encoding %d texts failed (%s); splitting the batch", len(texts), exc)
+            return [(digests[0], None, f"encoder error: {first_line(exc)}")]
+        log.warning("encoding %d texts failed (%s); splitting the batch", len(texts), first_line(exc))
         mid = len(texts) // 2
-        return (encode_isolating_failures(encoder, texts[:mid], digests[:mid])
-                + encode_isolating_failures(encoder, texts[mid:], digests[mid:]))
+        out = (encode_isolating_failures(encoder, texts[:mid], digests[:mid])
+               + encode_isolating_failures(encoder, texts[mid:], digests[mid:]))
+        reasons = {error for _, _, error in out}
+        if len(texts) >= 4 and len(reasons) == 1 and None not in reasons:
+            raise EncoderFailedError(len(texts), reasons.pop()) from exc
+        return out
     finite = np.isfinite(matrix).all(axis=1)
     return [(d, v, None if ok else NON_FINITE) for d, v, ok in zip(digests, matrix, finite)]

@@ -17,9 +17,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featctl.errors import DuplicateIdError, IdTypeError, SourceFormatError
-from featctl.pipeline.sources import Source, cast_ids, infer_id_type
+from featctl.pipeline.sources import Source
 from featctl.pipeline.templates import Template
 from featctl.stores.feature_set import FeatureSet
+from featctl.stores.ids import cast_ids, infer_id_type
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,11 @@ class Plan:
 
 
 def scan_source(source: Source, id_column: str, template: Template, recipe_digest: str,
-                on_duplicate: str) -> Scan:
-    """Read the source once, validating ids; fails before the store is touched."""
+                on_duplicate: str, id_hint: pa.DataType | None = None) -> Scan:
+    """Read the source once, validating ids; fails before the store is touched.
+
+    ``id_hint`` is the id type of the set being extended, so ids it stores as strings stay strings.
+    """
     id_chunks: list[pa.Array] = []
     hash_chunks: list[np.ndarray] = []
     for batch in source.batches():
@@ -77,7 +81,10 @@ def scan_source(source: Source, id_column: str, template: Template, recipe_diges
             f"{source.spec.label}: data row {row} has an empty id in column '{id_column}'; "
             "every row needs an id (or choose another column with --id)"
         )
-    id_type = infer_id_type(raw_ids)
+    try:
+        id_type = infer_id_type(raw_ids, id_hint)
+    except SourceFormatError as exc:
+        raise SourceFormatError(f"{source.spec.label}: column '{id_column}': {exc}") from None
     ids = cast_ids(raw_ids, id_type)
     hash_array = np.concatenate(hash_chunks)
     keep = _deduplicate(ids, hash_array, on_duplicate, source.spec.label)
@@ -103,7 +110,7 @@ def make_plan(scan: Scan, existing: FeatureSet | None, label: str) -> Plan:
         ok = np.array([e is None for e in errors], dtype=bool)
         final = ok | np.array([e in PERMANENT_FAILURES for e in errors], dtype=bool)
         pos = positions.fill_null(0).to_numpy()
-        same = found & (stored_hash[pos] == hash_array[keep]) & final[pos] if len(stored_hash) else found
+        same = (found & (stored_hash[pos] == hash_array[keep]) & final[pos]) if len(stored_hash) else found
         todo = keep[~same]
         ok_hashes = set(stored_hash[ok])
     todo_hashes = hash_array[todo]

@@ -1,21 +1,17 @@
 """The embed runner: scan → diff → read → encode → write, one committed part at a time.
 
-Rows to encode are gathered in parts of ``part_rows``. Three things overlap: a thread reads and
-renders the next part, the main thread encodes the current one, and a thread commits the previous
-one (Parquet part, then manifest, each atomically). At most one part waits on each side, so memory
-is bounded by the part size; a crash loses at most the parts in flight, and the next run's diff
-skips everything committed.
+Rows to encode are gathered in parts of ``part_rows``; reading, encoding and committing (Parquet
+part, then manifest, each atomically) overlap. Memory is bounded by the part size; a crash loses
+at most the parts in flight, and the next run's diff skips everything committed.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pyarrow as pa
 
@@ -25,14 +21,13 @@ from featctl.errors import RecipeMismatchError, SourceFormatError, UnknownColumn
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import PartEncoder, Progress, Row, Silent, Tally
 from featctl.pipeline.plan import Plan, content_hash, make_plan, recipe_hash, scan_source
-from featctl.pipeline.sources import Source, cast_ids
+from featctl.pipeline.sources import Source
 from featctl.pipeline.templates import Template, default_template
 from featctl.stores.feature_set import FeatureSet
+from featctl.stores.ids import cast_ids
 from featctl.stores.store import StoreWriter, check_set_name, open_store
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Encoder | None = None) -> EmbedResult:
@@ -45,20 +40,28 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
     id_column = config.id_column or source.columns[0]
     if id_column not in source.columns:
         raise UnknownColumnError(id_column, "--id", source.columns)
-    template = Template.parse(config.text or default_template(source.schema, id_column, _first(source)),
-                              source.columns)
+    template = (Template.parse(config.text, source.columns) if config.text is not None
+                else default_template(source.schema, id_column, _first(source)))
     encoder = encoder or create_encoder(config.encoder, **config.encoder_options)
     recipe = {**encoder.recipe, "template": template.text, "dtype": config.dtype}
     digest = recipe_hash(recipe)
-    scan = scan_source(source, id_column, template, digest, config.on_duplicate)
+    stored = store.load_manifest()["sets"].get(name) if not config.replace else None
+    id_hint = pa.string() if stored and stored["id_type"] == "string" else None
+    scan = scan_source(source, id_column, template, digest, config.on_duplicate, id_hint)
 
     tally = Tally()
     with store.writer(config.lock_timeout) as writer:
         entry = writer.entry(name)
         existing = None
-        if entry is not None and not config.replace:
-            _check_recipe(name, entry["recipe"], recipe)
-            existing = FeatureSet(store.root, name, entry)
+        replace = False
+        if entry is not None:
+            changes = _changes({**entry["recipe"], "entity": entry["entity"]}, {**recipe, "entity": config.entity})
+            if changes and not config.replace:
+                raise RecipeMismatchError(name, changes)
+            # --replace with an unchanged recipe is an ordinary incremental run: a replace that
+            # died halfway resumes instead of paying for everything again.
+            replace = bool(changes)
+            existing = None if replace else FeatureSet(store.root, name, entry)
         plan = make_plan(scan, existing, source.spec.label)
         if len(plan.todo):
             new_entry = {
@@ -72,7 +75,8 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
             }
             progress.start(len(plan.todo))
             rows = _todo_rows(source, id_column, template, digest, plan)
-            _encode_and_commit(rows, plan, encoder, writer, name, new_entry, existing, config, progress, tally)
+            _encode_and_commit(rows, plan, encoder, writer, name, new_entry, existing, replace, config,
+                               progress, tally)
     return EmbedResult(
         set=name, rows=plan.rows, encoded=tally.encoded + tally.reused, skipped=plan.skipped,
         failed=sum(tally.failures.values()), seconds=time.perf_counter() - started, reused=tally.reused,
@@ -85,10 +89,8 @@ def _first(source: Source) -> pa.RecordBatch | None:
     return next(iter(source.batches()), None)
 
 
-def _check_recipe(name: str, old: dict[str, Any], new: dict[str, Any]) -> None:
-    changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
-    if changes:
-        raise RecipeMismatchError(name, changes)
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
 def _todo_rows(source: Source, id_column: str, template: Template, digest: str, plan: Plan) -> Iterator[Row]:
@@ -120,43 +122,8 @@ def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield part
 
 
-def _prefetched(items: Iterator[T]) -> Iterator[T]:
-    """``items`` produced one ahead in a thread (reading overlaps encoding); errors re-raised here."""
-    slot: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                while not stop.is_set():
-                    try:
-                        slot.put(("item", item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            slot.put(("done", None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            slot.put(("error", exc))
-
-    thread = threading.Thread(target=produce, name="featctl-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = slot.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
-
-
 def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer: StoreWriter, name: str,
-                       entry: dict[str, Any], existing: FeatureSet | None, config: EmbedConfig,
+                       entry: dict[str, Any], existing: FeatureSet | None, replace: bool, config: EmbedConfig,
                        progress: Progress, tally: Tally) -> None:
     if existing is not None and entry.get("dim") not in (None, encoder.dim):
         raise RecipeMismatchError(name, {"dim": (entry["dim"], encoder.dim)})
@@ -164,18 +131,25 @@ def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer
     parts = PartEncoder(encoder, config.dtype, plan.id_type, plan.repeated, progress, tally)
     if existing is not None and plan.stored:
         parts.cache.update(existing.vectors_by_hash(set(plan.stored)))
-    replace_first = config.replace and existing is None and writer.entry(name) is not None
-
     def commit(table: pa.Table, first: bool) -> None:
-        writer.commit(name, entry, [table], drop_old=replace_first and first)
+        writer.commit(name, entry, [table], drop_old=replace and first)
         tally.parts += 1
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="featctl-writer") as committer:
+    # Three stages overlap: a thread reads and renders the next part, this thread encodes the
+    # current one, another thread commits the previous one. One item in flight on each side keeps
+    # memory bounded; leaving the executors waits for that item, so nothing can deadlock.
+    chunks = _chunks(rows, config.part_rows)
+    with ThreadPoolExecutor(1, thread_name_prefix="featctl-reader") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="featctl-writer") as committer:
+        upcoming = reader.submit(next, chunks, None)
         pending: Future[None] | None = None
-        for number, part in enumerate(_prefetched(_chunks(rows, config.part_rows))):
+        number = 0
+        while (part := upcoming.result()) is not None:
+            upcoming = reader.submit(next, chunks, None)
             table = parts.encode(part)
             if pending is not None:
-                pending.result()  # one commit in flight at most, in order; its error stops the run
+                pending.result()  # commits stay in order, and a failed one stops the run
             pending = committer.submit(commit, table, number == 0)
+            number += 1
         if pending is not None:
             pending.result()

@@ -7,23 +7,24 @@ column of canonical integers into int64, the same way for every reader of the st
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
-import re
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from featctl.errors import SourceEncodingError, SourceFormatError, SourceNotFoundError
+from featctl.errors import SourceEncodingError, SourceFormatError, SourceNotFoundError, first_line
 
 log = logging.getLogger(__name__)
 
 FORMATS = {".tsv": "tsv", ".tab": "tsv", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 BATCH_ROWS = 8192
-_CANONICAL_INT = re.compile(r"^-?(0|[1-9][0-9]{0,17})$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,10 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if (self.path is None) == (self.sql is None):
             raise SourceFormatError("give exactly one of --source FILE or --sql QUERY")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise SourceFormatError(f"unknown --encoding '{self.encoding}'; use e.g. utf-8, latin-1, cp1252") from None
         if self.format is not None and self.format not in set(FORMATS.values()):
             raise SourceFormatError(
                 f"unknown --format '{self.format}'; use one of tsv, csv, parquet, jsonl"
@@ -78,9 +83,22 @@ class Source:
         self.format = spec.resolved_format()
         if spec.path is not None and not os.path.isfile(spec.path):
             raise SourceNotFoundError(spec.path)
+        self._path = spec.path
+        if spec.sql is not None:
+            # Run the query once into a temporary Parquet file: every later pass reads the same
+            # rows in the same order (GROUP BY output order is not stable), and pays for it once.
+            folder = tempfile.mkdtemp(prefix="featctl-sql-")
+            weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+            self._path = _run_sql(spec.sql, os.path.join(folder, "result.parquet"))
         reader = self._open()
         self.schema: pa.Schema = reader.schema
         reader.close()
+        repeated = sorted({n for n in self.schema.names if self.schema.names.count(n) > 1})
+        if repeated:
+            raise SourceFormatError(
+                f"{spec.label}: column name(s) {', '.join(repr(n) for n in repeated)} appear more than once; "
+                "rename them so each column has its own name"
+            )
 
     @property
     def columns(self) -> list[str]:
@@ -96,6 +114,11 @@ class Source:
                     return
                 except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                     raise self._explain(exc) from None
+                if self.format == "jsonl":
+                    try:
+                        batch.validate(full=True)  # the JSON reader lets invalid UTF-8 through
+                    except pa.ArrowInvalid as exc:
+                        raise self._explain(exc) from None
                 if batch.num_rows:
                     yield batch
         finally:
@@ -103,27 +126,28 @@ class Source:
 
     def _open(self) -> pa.RecordBatchReader:
         try:
-            return _OPENERS[self.format](self.spec)
+            return _OPENERS[self.format](self._path, self.spec)
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
             raise self._explain(exc) from None
 
     def _explain(self, exc: Exception) -> Exception:
         text = str(exc)
-        if self.spec.path and ("UTF8" in text or "UTF-8" in text or isinstance(exc, UnicodeDecodeError)):
+        if self.spec.path and (isinstance(exc, UnicodeDecodeError) or "utf8" in text.lower().replace("-", "")):
             found = find_undecodable_line(self.spec.path, self.spec.encoding)
             if found is not None:
                 return SourceEncodingError(self.spec.path, found[0], self.spec.encoding, found[1])
-        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-        return SourceFormatError(f"{self.spec.label}: cannot read as {self.format}: {first}")
+        return SourceFormatError(f"{self.spec.label}: cannot read as {self.format}: {first_line(exc)}")
 
 
-def _open_delimited(spec: SourceSpec) -> pa.RecordBatchReader:
+def _open_delimited(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
     import pyarrow.csv as pacsv
 
-    delimiter = "\t" if spec.resolved_format() == "tsv" else ","
+    tsv = spec.resolved_format() == "tsv"
     read = pacsv.ReadOptions(encoding=spec.encoding, block_size=1 << 22)
-    parse = pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
-    header = pacsv.open_csv(spec.path, read_options=read, parse_options=parse)
+    # TSV has no quoting (IANA text/tab-separated-values): a quote is an ordinary character.
+    parse = pacsv.ParseOptions(delimiter="\t" if tsv else ",", quote_char=False if tsv else '"',
+                               newlines_in_values=not tsv)
+    header = pacsv.open_csv(path, read_options=read, parse_options=parse)
     names = header.schema.names
     header.close()
     convert = pacsv.ConvertOptions(
@@ -131,37 +155,38 @@ def _open_delimited(spec: SourceSpec) -> pa.RecordBatchReader:
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
-    return pacsv.open_csv(spec.path, read_options=read, parse_options=parse, convert_options=convert)
+    return pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
 
 
-def _open_parquet(spec: SourceSpec) -> pa.RecordBatchReader:
+def _open_parquet(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(spec.path)
+    pf = pq.ParquetFile(path)
     return pa.RecordBatchReader.from_batches(pf.schema_arrow, pf.iter_batches(batch_size=BATCH_ROWS))
 
 
-def _open_jsonl(spec: SourceSpec) -> pa.RecordBatchReader:
+def _open_jsonl(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
     import pyarrow.json as pajson
 
-    if spec.encoding.lower().replace("-", "") not in ("utf8", "utf_8"):
-        raise SourceFormatError(f"{spec.path}: JSON Lines must be UTF-8 (got --encoding {spec.encoding})")
-    return pajson.open_json(spec.path, read_options=pajson.ReadOptions(block_size=1 << 22))
+    if codecs.lookup(spec.encoding).name != "utf-8":
+        raise SourceFormatError(f"{path}: JSON Lines must be UTF-8 (got --encoding {spec.encoding})")
+    return pajson.open_json(path, read_options=pajson.ReadOptions(block_size=1 << 22))
 
 
-def _open_sql(spec: SourceSpec) -> pa.RecordBatchReader:
+def _run_sql(sql: str, out: str) -> str:
     import duckdb
 
-    con = duckdb.connect()
+    query = sql.strip().rstrip(";")
     try:
-        return con.sql(spec.sql).to_arrow_reader(BATCH_ROWS)
+        with duckdb.connect() as con:
+            con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise SourceFormatError(f"--sql query failed in DuckDB: {first}") from None
+        raise SourceFormatError(f"--sql query failed in DuckDB: {first_line(exc)}") from None
+    return out
 
 
 _OPENERS = {"tsv": _open_delimited, "csv": _open_delimited, "parquet": _open_parquet,
-            "jsonl": _open_jsonl, "sql": _open_sql}
+            "jsonl": _open_jsonl, "sql": _open_parquet}
 
 
 def find_undecodable_line(path: str, encoding: str) -> tuple[int, str] | None:
@@ -174,30 +199,3 @@ def find_undecodable_line(path: str, encoding: str) -> tuple[int, str] | None:
                 bad = line[exc.start:exc.end].hex(" ")
                 return number, f"byte(s) {bad} at column {exc.start + 1}"
     return None
-
-
-def infer_id_type(values: pa.Array | pa.ChunkedArray) -> pa.DataType:
-    """int64 when every id is a canonical integer, else string, decided over the whole column.
-
-    ``"12"`` becomes 12, while ``"012"`` or ``"12.0"`` keep the column as strings, so two
-    spellings of one number never collapse into one id.
-    """
-    if pa.types.is_integer(values.type):
-        return pa.int64()
-    if pa.types.is_floating(values.type):
-        present = pc.drop_null(values)
-        integral = len(present) and pc.all(pc.equal(pc.floor(present), present)).as_py()
-        return pa.int64() if integral else pa.string()
-    present = pc.drop_null(values.cast(pa.string()))
-    if len(present) and pc.all(pc.match_substring_regex(present, _CANONICAL_INT.pattern)).as_py():
-        return pa.int64()
-    return pa.string()
-
-
-def cast_ids(values: pa.Array | pa.ChunkedArray, id_type: pa.DataType) -> pa.Array:
-    """Ids cast to the type :func:`infer_id_type` chose (floats go through int64 first)."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if pa.types.is_floating(values.type) and pa.types.is_integer(id_type):
-        values = values.cast(pa.int64())
-    return values.cast(id_type)

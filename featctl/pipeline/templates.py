@@ -22,78 +22,90 @@ from featctl.errors import TemplateError, UnknownColumnError
 _NUMERIC = ("int", "uint", "float", "double", "decimal", "halffloat", "bool")
 
 
+Piece = tuple[str, "str | None"]  # literal text, then the column whose value follows it (or None)
+
+
 @dataclass(frozen=True)
 class Template:
-    """A parsed template: its literal text and the columns it reads, in order."""
+    """A parsed template: its text (as recorded in the recipe), and per line, literals and columns.
+
+    Rendering joins literals and values itself rather than calling ``str.format``, so column names
+    with dots, brackets or digits (``user.name``, ``tags[0]``, ``0``) are plain names.
+    """
 
     text: str
-    fields: tuple[str, ...]
+    lines: tuple[tuple[Piece, ...], ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        seen = dict.fromkeys(f for line in self.lines for _, f in line if f is not None)
+        return tuple(seen)
 
     @classmethod
     def parse(cls, text: str, columns: Sequence[str]) -> Template:
-        fields: list[str] = []
-        try:
-            parsed = list(string.Formatter().parse(text))
-        except ValueError as exc:
-            raise TemplateError(
-                f"cannot parse --text template {text!r}: {exc} (write {{{{ or }}}} for a literal brace)"
-            ) from None
-        for _, field, spec, conversion in parsed:
-            if field is None:
-                continue
-            if field == "" or spec or conversion:
+        if not text.strip():
+            raise TemplateError("--text is empty; give a template such as '{name}. {summary}'")
+        lines = []
+        for line in text.split("\n"):
+            try:
+                parsed = list(string.Formatter().parse(line))
+            except ValueError as exc:
                 raise TemplateError(
-                    f"--text template {text!r}: placeholders must be plain {{column}} names, got {{{field}"
-                    f"{'!' + conversion if conversion else ''}{':' + spec if spec else ''}}}"
-                )
-            if field not in columns:
-                raise UnknownColumnError(field, f"--text template {text!r}", columns)
-            if field not in fields:
-                fields.append(field)
-        if not fields:
+                    f"cannot parse --text template {text!r}: {exc} (write {{{{ or }}}} for a literal brace)"
+                ) from None
+            pieces: list[Piece] = []
+            for literal, field, spec, conversion in parsed:
+                name = None
+                if field is not None:
+                    # A column named "rating:avg" parses as field "rating" with format spec "avg".
+                    name = field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+                    if name not in columns:
+                        where = f"--text template {text!r}"
+                        raise UnknownColumnError(name if name else "{}", where, columns)
+                pieces.append((literal, name))
+            lines.append(tuple(pieces))
+        template = cls(text, tuple(lines))
+        if not template.fields:
             raise TemplateError(f"--text template {text!r} names no column; use {{column}} placeholders")
-        return cls(text, tuple(fields))
+        return template
+
+    @classmethod
+    def pairs(cls, columns: Sequence[str]) -> Template:
+        """One ``column: value`` line per column (the default template), whatever the names hold."""
+        escaped = [c.replace("{", "{{").replace("}", "}}") for c in columns]
+        text = "\n".join(f"{e}: {{{e}}}" for e in escaped)
+        return cls(text, tuple(((f"{c}: ", c),) for c in columns))
 
     def render(self, batch: pa.RecordBatch) -> list[str]:
         """The text of every row; rows whose fields are all empty give ``""``."""
-        columns = [[_clean(v) for v in batch.column(name).to_pylist()] for name in self.fields]
-        lines = [(line, _fields_of(line)) for line in self.text.split("\n")]
-        single = len(lines) == 1
+        fields = self.fields
+        columns = [[_clean(v) for v in batch.column(name).to_pylist()] for name in fields]
+        lines = [(line, {f for _, f in line if f is not None}) for line in self.lines]
         out = []
         for row in zip(*columns):
-            present = {name for name, value in zip(self.fields, row) if value.strip()}
+            values = dict(zip(fields, row))
+            present = {name for name, value in values.items() if value.strip()}
             if not present:
                 out.append("")
                 continue
-            values = dict(zip(self.fields, row))
-            if single:
-                out.append(self.text.format_map(values).strip())
-                continue
-            kept = [line.format_map(values) for line, fields in lines if not fields or present.intersection(fields)]
+            kept = ["".join(lit + (values[f] if f is not None else "") for lit, f in line)
+                    for line, used in lines if not used or present & used]
             out.append("\n".join(kept).strip())
         return out
 
 
-def _fields_of(line: str) -> list[str]:
-    return [field for _, field, _, _ in string.Formatter().parse(line) if field]
-
-
-def default_template(schema: pa.Schema, id_column: str, sample: pa.RecordBatch | None) -> str:
+def default_template(schema: pa.Schema, id_column: str, sample: pa.RecordBatch | None) -> Template:
     """Every text column except the id, one ``column: value`` line each.
 
-    A column is text when its type is a string (or a list of strings) and, for files read as
-    strings (CSV, TSV), when some value in the first batch is not a number.
+    A column is text when its type is a string (or a list or dictionary of strings) and, for files
+    read as strings (CSV, TSV), when some value in the first batch is not a number.
     """
-    lines = []
-    for field in schema:
-        if field.name == id_column or not _is_text(field, sample):
-            continue
-        lines.append(f"{field.name}: {{{field.name}}}")
-    if not lines:
+    columns = [f.name for f in schema if f.name != id_column and _is_text(f, sample)]
+    if not columns:
         raise TemplateError(
             f"the source has no text column besides the id '{id_column}'; pass --text '{{column}} ...'"
         )
-    return "\n".join(lines)
+    return Template.pairs(columns)
 
 
 def _is_string(kind: pa.DataType) -> bool:
@@ -103,6 +115,8 @@ def _is_string(kind: pa.DataType) -> bool:
 def _is_text(field: pa.Field, sample: pa.RecordBatch | None) -> bool:
     if pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
         return _is_string(field.type.value_type)  # tags as a list: ["space", "western"]
+    if pa.types.is_dictionary(field.type):
+        return _is_string(field.type.value_type)  # a Parquet category column
     if not _is_string(field.type):
         return False
     if sample is None:

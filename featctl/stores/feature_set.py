@@ -15,8 +15,23 @@ import pyarrow.parquet as pq
 
 from featctl.errors import IdTypeError, StoreError
 from featctl.stores.files import sha256_file
+from featctl.stores.ids import is_canonical_int
 
 log = logging.getLogger(__name__)
+
+
+_KEYS = ("id", "content_hash", "error")
+
+
+def part_schema(id_type: pa.DataType, dim: int, dtype: str) -> pa.Schema:
+    """The columns of every part: explicit ids, content hashes, vectors (null when failed), reasons."""
+    value = pa.float16() if dtype == "float16" else pa.float32()
+    return pa.schema([
+        pa.field("id", id_type, nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(value, dim)),
+        pa.field("error", pa.string()),
+    ])
 
 
 class FeatureSet:
@@ -61,40 +76,35 @@ class FeatureSet:
 
     def latest(self) -> pa.Table:
         """``id``, ``content_hash``, ``error``, ``part``, ``row`` of the newest row of every id."""
-        tables = []
-        for number, path in enumerate(self.part_paths()):
-            table = self._read(path, ["id", "content_hash", "error"])
-            tables.append(table.append_column("part", pa.array(np.full(table.num_rows, number, np.int32)))
-                          .append_column("row", pa.array(np.arange(table.num_rows, dtype=np.int64))))
-        if not tables:
-            schema = pa.schema([("id", self.id_type), ("content_hash", pa.string()), ("error", pa.string()),
-                                ("part", pa.int32()), ("row", pa.int64())])
-            return schema.empty_table()
-        table = pa.concat_tables(tables)
+        tables = [self._read(path, list(_KEYS)) for path in self.part_paths()] or [self._empty(list(_KEYS))]
+        table = pa.concat_tables([
+            t.append_column("part", pa.array(np.full(t.num_rows, number, np.int32)))
+             .append_column("row", pa.array(np.arange(t.num_rows, dtype=np.int64)))
+            for number, t in enumerate(tables)
+        ])
         ids = table["id"].to_numpy()
         _, first_in_reversed = np.unique(ids[::-1], return_index=True)
-        newest = np.sort(len(ids) - 1 - first_in_reversed)
-        return table.take(pa.array(newest))
+        return table.take(pa.array(np.sort(len(ids) - 1 - first_in_reversed)))
 
     def to_arrow(self, include_failed: bool = False) -> pa.Table:
         """The latest vector per id (float32), in commit order; failed rows only if asked."""
         latest = self.latest()
         if not include_failed:
             latest = latest.filter(pc.is_null(latest["error"]))
-        pieces = []
+        columns = ["id", "content_hash", "vector"] + (["error"] if include_failed else [])
+        pieces = [self._empty(columns)]
         for number, path in enumerate(self.part_paths()):
             picked = latest.filter(pc.equal(latest["part"], number))
-            if picked.num_rows == 0:
-                continue
-            vectors = self._read(path, ["vector"])["vector"].take(picked["row"])
-            pieces.append(picked.select(["id", "content_hash", "error"])
-                          .append_column("vector", vectors.cast(pa.list_(pa.float32(), self.dim))))
-        columns = ["id", "content_hash", "vector"] + (["error"] if include_failed else [])
-        if not pieces:
-            schema = pa.schema([("id", self.id_type), ("content_hash", pa.string()),
-                                ("vector", pa.list_(pa.float32(), self.dim)), ("error", pa.string())])
-            return schema.empty_table().select(columns)
-        return pa.concat_tables(pieces).select(columns)
+            if picked.num_rows:
+                vectors = self._read(path, ["vector"])["vector"].take(picked["row"])
+                pieces.append(picked.append_column("vector", self._float32(vectors)).select(columns))
+        return pa.concat_tables(pieces)
+
+    def _empty(self, columns: list[str]) -> pa.Table:
+        return part_schema(self.id_type, self.dim, "float32").empty_table().select(columns)
+
+    def _float32(self, vectors: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+        return vectors.cast(pa.list_(pa.float32(), self.dim))
 
     def vectors(self, ids: Iterable[Any] | pa.Array) -> tuple[np.ndarray, np.ndarray]:
         """A float32 matrix aligned to ``ids`` and a boolean mask of the ids that have a vector.
@@ -118,11 +128,15 @@ class FeatureSet:
         if array.type == self.id_type:
             return array
         try:
+            if pa.types.is_integer(self.id_type) and not pa.types.is_integer(array.type):
+                if not is_canonical_int(pc.drop_null(array)):
+                    raise pa.ArrowInvalid("not canonical integers")
             return array.cast(self.id_type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            bad = next((v for v in array.to_pylist() if not _matches(v, self.id_type)), array[0].as_py())
             raise IdTypeError(
-                f"set '{self.name}' stores {self.entry['id_type']} ids but got {array.type} ids "
-                f"that cannot be converted (e.g. {array[0].as_py()!r}); pass ids of the stored type"
+                f"set '{self.name}' stores {self.entry['id_type']} ids but got {array.type} ids such as "
+                f"{bad!r} that are not; pass ids of the stored type"
             ) from None
 
     def vectors_by_hash(self, hashes: set[str]) -> dict[str, np.ndarray]:
@@ -135,7 +149,7 @@ class FeatureSet:
             table = self._read(path, ["content_hash", "vector"])
             table = table.filter(pc.and_(pc.is_in(table["content_hash"], wanted), pc.is_valid(table["vector"])))
             if table.num_rows:
-                matrix = vector_matrix(table["vector"].cast(pa.list_(pa.float32(), self.dim)), self.dim)
+                matrix = vector_matrix(self._float32(table["vector"]), self.dim)
                 found.update(zip(table["content_hash"].to_pylist(), matrix))
         return found
 
@@ -179,6 +193,12 @@ class FeatureSet:
             elif pq.ParquetFile(path).metadata.num_rows != part["rows"]:
                 problems.append(f"{part['file']}: row count differs from the manifest")
         return problems
+
+
+def _matches(value: Any, id_type: pa.DataType) -> bool:
+    if pa.types.is_string(id_type):
+        return isinstance(value, str)
+    return isinstance(value, int) or (isinstance(value, str) and is_canonical_int(pa.array([value])))
 
 
 def vector_matrix(column: pa.Array | pa.ChunkedArray, dim: int) -> np.ndarray:

@@ -14,7 +14,7 @@ import socket
 import time
 from datetime import datetime, timezone
 
-from featctl.errors import LockTimeoutError
+from featctl.errors import LockError, LockTimeoutError
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +24,20 @@ class StoreLock:
         self.path = path
         self.timeout = timeout
         self._fd: int | None = None
+        self._writable = False
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            writable = True
+        except OSError:
+            # A read-only store can still be locked (flock needs no write access), so a rerun with
+            # nothing to write succeeds; a commit would then fail with its own message.
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError as exc:
+                raise LockError(self.path, exc.strerror or str(exc)) from None
+            writable = False
         deadline = time.monotonic() + self.timeout
         waited = False
         while True:
@@ -39,18 +50,21 @@ class StoreLock:
                     os.close(fd)
                     raise LockTimeoutError(os.path.dirname(self.path), self.timeout, holder) from None
                 if not waited:
-                    log.info("store is locked by %s; waiting up to %gs", self._holder(), self.timeout)
+                    log.warning("store is locked by %s; waiting up to %gs", self._holder(), self.timeout)
                     waited = True
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
+        self._writable = writable
 
     def release(self) -> None:
         if self._fd is not None:
-            os.ftruncate(self._fd, 0)
+            if self._writable:
+                os.ftruncate(self._fd, 0)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -44,16 +44,6 @@ def check_set_name(name: str) -> str:
     return name
 
 
-def part_schema(id_type: pa.DataType, dim: int, dtype: str) -> pa.Schema:
-    value = pa.float16() if dtype == "float16" else pa.float32()
-    return pa.schema([
-        pa.field("id", id_type, nullable=False),
-        pa.field("content_hash", pa.string(), nullable=False),
-        pa.field("vector", pa.list_(value, dim)),
-        pa.field("error", pa.string()),
-    ])
-
-
 class Store:
     """A store folder. Reading needs no lock; writing goes through :meth:`writer`."""
 
@@ -109,7 +99,12 @@ class StoreWriter:
         self.manifest: dict[str, Any] = {}
 
     def __enter__(self) -> StoreWriter:
-        os.makedirs(self.store.root, exist_ok=True)
+        if os.path.exists(self.store.root) and not os.path.isdir(self.store.root):
+            raise StoreError(f"store path {self.store.root} is a file, not a folder; pass another --store")
+        try:
+            os.makedirs(self.store.root, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create store {self.store.root}: {exc.strerror}") from None
         self._lock.acquire()
         try:
             self.manifest = self.store.load_manifest()
@@ -143,9 +138,12 @@ class StoreWriter:
             filename = f"part-{number:06d}.parquet"
             final = os.path.join(folder, filename)
             tmp = os.path.join(folder, f".{filename}.tmp-{os.getpid()}")
-            # Vectors barely compress and zstd would triple read times; ids and hashes do compress.
-            pq.write_table(table, tmp, compression=_COMPRESSION, use_dictionary=["error"])
-            commit_file(tmp, final)
+            try:
+                # Vectors barely compress and zstd would triple read times; ids and hashes do compress.
+                pq.write_table(table, tmp, compression=_COMPRESSION, use_dictionary=["error"])
+                commit_file(tmp, final)
+            except OSError as exc:
+                raise StoreError(f"cannot write {final}: {exc.strerror or exc}; earlier parts are kept") from None
             written.append({
                 "file": filename, "rows": table.num_rows, "failed": table["vector"].null_count,
                 "bytes": os.path.getsize(final), "sha256": sha256_file(final), "created_at": now(),
@@ -159,7 +157,10 @@ class StoreWriter:
         entry.setdefault("created_at", previous.get("created_at", entry["updated_at"]))
         manifest = copy.deepcopy(self.manifest)
         manifest["sets"][name] = entry
-        write_json_atomic(self.store.manifest_path, manifest)
+        try:
+            write_json_atomic(self.store.manifest_path, manifest)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.store.manifest_path}: {exc.strerror or exc}") from None
         self.manifest = manifest
         for part in old_parts:
             try:

@@ -113,7 +113,8 @@ def test_empty_text_is_recorded_with_its_reason(tmp_path: Path, store: Path) -> 
     failed = fs.to_arrow(include_failed=True).to_pylist()
     assert {r["id"]: r["error"] for r in failed} == {1: None, 2: "empty text", 3: "empty text"}
     assert fs.vectors([1, 2, 3])[1].tolist() == [True, False, False]
-    assert run(source, store, text="{summary}").encoded == 0  # permanent: not retried
+    again = run(source, store, text="{summary}")  # permanent failures are not retried
+    assert (again.skipped, again.encoded, again.failed) == (3, 0, 0)
 
 
 def test_duplicate_ids(tmp_path: Path, store: Path) -> None:
@@ -159,9 +160,18 @@ def test_string_ids_keep_leading_zeros_and_id_types_must_match(tmp_path: Path, s
     fs = open_store(store).feature_set("item_text")
     assert fs.entry["id_type"] == "string"
     assert fs.vectors(["007", "7", "07"])[1].tolist() == [True, True, False]
-    other = write_tsv(tmp_path / "b.tsv", ["id", "name"], [["1", "One"]])
-    with pytest.raises(IdTypeError, match="int64 but set 'item_text' stores string"):
-        run(other, store, text="{name}")
+    # A later source whose ids all look like integers keeps the set's string ids...
+    later = write_tsv(tmp_path / "b.tsv", ["id", "name"], [["1", "One"], ["007", "Bond"], ["7", "Seven"]])
+    assert run(later, store, text="{name}").encoded == 1
+    assert open_store(store).feature_set("item_text").summary()["ids"] == 3
+    assert open_store(store).feature_set("item_text").vectors(["1"])[1].tolist() == [True]
+    # ...while ids that cannot be integers never enter an int64 set.
+    ints = write_tsv(tmp_path / "c.tsv", ["id", "name"], [["1", "One"]])
+    run(ints, store, text="{name}", name="int_ids")
+    with pytest.raises(IdTypeError, match="ids read as string but set 'int_ids' stores int64 ids"):
+        run(source, store, text="{name}", name="int_ids")
+    with pytest.raises(IdTypeError, match="such as '01' that are not"):
+        open_store(store).feature_set("int_ids").vectors(["1", "01"])
 
 
 def test_empty_id_is_refused(tmp_path: Path, store: Path) -> None:

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from featctl.errors import SourceEncodingError, SourceFormatError, SourceNotFoundError
-from featctl.pipeline.sources import Source, SourceSpec, cast_ids, infer_id_type
+from featctl.pipeline.sources import Source, SourceSpec
+from featctl.stores.ids import cast_ids, infer_id_type
 from tests.conftest import CATALOGUE, write_tsv
 
 HEADER = ["id", "name", "tags", "summary"]

@@ -27,16 +27,32 @@ def test_unknown_column_lists_the_available_ones() -> None:
         Template.parse("{title}", BATCH.schema.names)
 
 
-@pytest.mark.parametrize("text", ["no placeholders", "{name!r}", "{name:>10}", "{", "{}"])
+@pytest.mark.parametrize("text", ["no placeholders", "{", "", "  "])
 def test_malformed_templates_are_refused(text: str) -> None:
     with pytest.raises(TemplateError):
         Template.parse(text, BATCH.schema.names)
 
 
+@pytest.mark.parametrize("text", ["{name!r}", "{name:>10}", "{}"])
+def test_format_syntax_is_not_a_column(text: str) -> None:
+    with pytest.raises(UnknownColumnError, match="available columns"):
+        Template.parse(text, BATCH.schema.names)
+
+
+def test_any_column_name_works_in_templates() -> None:
+    batch = pa.RecordBatch.from_pydict({"id": ["1"], "user.name": ["Bob"], "tags[0]": ["x"], "rating:avg": ["4.5"],
+                                        "0": ["zero"], "{b}": ["braced"]})
+    parsed = Template.parse("{user.name} {tags[0]} {rating:avg} {0}", batch.schema.names)
+    assert parsed.render(batch) == ["Bob x 4.5 zero"]
+    default = default_template(batch.schema, "id", batch)
+    assert default.render(batch) == ["user.name: Bob\ntags[0]: x\n0: zero\n{b}: braced"]
+    assert default.text == "user.name: {user.name}\ntags[0]: {tags[0]}\n0: {0}\n{{b}}: {{{b}}}"
+
+
 def test_default_template_takes_text_columns_and_skips_empty_lines() -> None:
-    text = default_template(BATCH.schema, "id", BATCH)
-    assert text == "name: {name}\nsummary: {summary}"  # episodes are numbers, year is a float column
-    rendered = Template.parse(text, BATCH.schema.names).render(BATCH)
+    template = default_template(BATCH.schema, "id", BATCH)
+    assert template.text == "name: {name}\nsummary: {summary}"  # episodes are numbers, year is a float column
+    rendered = template.render(BATCH)
     assert rendered == ["name: Tom & Kit\nsummary: Two friends.", "name: Café", ""]
 
 
@@ -48,6 +64,5 @@ def test_default_template_needs_a_text_column() -> None:
 
 def test_lists_of_strings_are_text() -> None:
     batch = pa.RecordBatch.from_pydict({"id": ["a1", "a2"], "tags": [["space", "western"], None], "n": [3, None]})
-    text = default_template(batch.schema, "id", batch)
-    assert text == "tags: {tags}"
-    assert Template.parse(text + " ({n})", batch.schema.names).render(batch) == ["tags: space, western (3)", ""]
+    assert default_template(batch.schema, "id", batch).text == "tags: {tags}"
+    assert Template.parse("tags: {tags} ({n})", batch.schema.names).render(batch) == ["tags: space, western (3)", ""]
