@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from featctl.encoders.base import Encoder
+from featctl.encoders.registry import register
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -67,3 +73,54 @@ def read_manifest(store: Path) -> dict:
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Model-file digests go to a temporary cache, not the user's ~/.cache."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+
+
+class HashEncoder(Encoder):
+    """A fast deterministic plugin encoder (vectors derived from a hash of the text) for tests of the
+    runner's mechanics; it can be told to fail on chosen texts or after a number of calls."""
+
+    prefix = "hash"
+    dim = 8
+    calls: list[list[str]] = []
+    fail_texts: set[str] = set()
+    interrupt_after: int | None = None
+    broken: str | None = None
+
+    def __init__(self, model: str, **options: object) -> None:
+        self.recipe = {"encoder": "hash", "model": model}
+        self.batch_size = int(options.get("batch_size", 2))
+
+    def encode(self, inputs: Sequence[str]) -> np.ndarray:
+        HashEncoder.calls.append(list(inputs))
+        if HashEncoder.interrupt_after is not None and len(HashEncoder.calls) > HashEncoder.interrupt_after:
+            raise KeyboardInterrupt
+        if HashEncoder.broken:
+            raise RuntimeError(HashEncoder.broken)
+        bad = [t for t in inputs if t in HashEncoder.fail_texts]
+        if bad:
+            raise ValueError(f"cannot encode {bad[0]!r}")
+        return np.array([hash_vector(t) for t in inputs], dtype=np.float32)
+
+    @classmethod
+    def parse_options(cls, raw: Mapping[str, object]) -> dict[str, object]:
+        return dict(raw)
+
+
+def hash_vector(text: str) -> np.ndarray:
+    digest = hashlib.sha256(text.encode()).digest()
+    return np.frombuffer(digest[:32], dtype=np.uint32).astype(np.float32) / 2**32
+
+
+register("hash", HashEncoder)
+
+
+@pytest.fixture
+def hash_encoder() -> type[HashEncoder]:
+    HashEncoder.calls, HashEncoder.fail_texts, HashEncoder.interrupt_after, HashEncoder.broken = [], set(), None, None
+    return HashEncoder

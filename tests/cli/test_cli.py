@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -70,6 +71,10 @@ def _bad_inputs(tmp_path: Path, catalogue: Path) -> list[tuple[list[str], str]]:
     dup = write_tsv(tmp_path / "dup.tsv", ["id", "name"], [[1, "a"], [1, "b"], [2, "c"]])
     latin = tmp_path / "latin.tsv"
     latin.write_bytes(b"id\tname\n1\tMis\xe9rables\n")
+    jsonl = tmp_path / "latin.jsonl"
+    jsonl.write_bytes(b'{"id": 1, "name": "ok"}\n{"id": 2, "name": "Mis\xe9rables"}\n')
+    twice = tmp_path / "twice.csv"
+    twice.write_text("id,x,x\n1,a,b\n")
     return [
         (["--source", tmp_path / "missing.tsv"], "source file not found: "),
         (["--source", catalogue, "--id", "item"], "unknown column 'item' in --id; available columns: id, name, tags"),
@@ -82,6 +87,12 @@ def _bad_inputs(tmp_path: Path, catalogue: Path) -> list[tuple[list[str], str]]:
         (["--source", catalogue, "--encoder", "st:all-MiniLM-L6-v2?pooling=max"], "has no option 'pooling'"),
         (["--source", catalogue, "--entity", "shop"], "--entity must be one of item, user"),
         (["--source", catalogue, "--sql", "select 1"], "give exactly one of --source FILE or --sql QUERY"),
+        (["--source", catalogue, "--batch-size", "0"], "batch_size=0 is invalid: expected a positive integer"),
+        (["--source", catalogue, "--encoding", "klingon"], "unknown --encoding 'klingon'"),
+        (["--source", catalogue, "--text", ""], "--text is empty"),
+        (["--sql", "SELECT * FROM nope_table"], "--sql query failed in DuckDB: Catalog Error"),
+        (["--source", jsonl], "line 2 is not valid utf-8"),
+        (["--source", twice], "column name(s) 'x' appear more than once"),
     ]
 
 
@@ -110,8 +121,56 @@ def test_help_shows_an_example() -> None:
         assert result.exit_code == 0 and "Example: featctl" in result.stdout
 
 
-def test_sample_catalogue_embeds(store: Path) -> None:
+def test_sample_catalogue_embeds(store: Path, minilm) -> None:
+    import csv
+    import html
+
+    from featctl import open_store
+
     result = cli("embed", "--source", REPO / "data" / "anime.tsv", "--store", store, "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
-    assert out["rows"] >= 200 and out["encoded"] + out["failed"] == out["rows"]
+    with open(REPO / "data" / "anime.tsv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    assert (out["rows"], out["encoded"], out["failed"]) == (len(rows), len(rows), 0) and len(rows) >= 200
+
+    # Awkward rows: an HTML entity, an empty summary, non-ASCII names, a title used twice.
+    picked = [r for r in rows if "&amp;" in r["summary"]][:1] + [r for r in rows if not r["summary"]][:1] + \
+        [r for r in rows if not r["name"].isascii()][:2]
+    names = [r["name"] for r in rows]
+    picked += [r for r in rows if names.count(r["name"]) > 1]
+    texts = ["\n".join(f"{k}: {html.unescape(r[k])}" for k in ("name", "tags", "type", "summary") if r[k])
+             for r in picked]
+    matrix, mask = open_store(store).feature_set("item_text").vectors([int(r["id"]) for r in picked])
+    assert mask.all() and len(picked) >= 6
+    np.testing.assert_allclose(matrix, minilm.encode(texts, normalize_embeddings=True), atol=1e-5)
+
+
+def test_store_problems_are_one_line(tmp_path: Path, catalogue: Path, store: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("not a store")
+    result = cli("embed", "--source", catalogue, "--store", afile)
+    assert result.exit_code == 1 and result.stderr == f"error: store path {afile} is a file, not a folder; " \
+        "pass another --store\n"
+    assert cli("embed", "--source", catalogue, "--store", store, "--part-rows", "4").exit_code == 0
+    compact = cli("compact", "item_text", "--store", store, "--part-rows", "0")
+    assert compact.exit_code == 1 and "--part-rows must be at least 1" in compact.stderr
+    next((store / "features" / "item_text").glob("part-000002.parquet")).unlink()
+    verify = cli("info", "item_text", "--store", store, "--verify")
+    assert verify.exit_code == 1
+    assert verify.stderr.startswith("error: set 'item_text' has damaged parts: part-000002.parquet: missing;")
+    listing = json.loads(cli("ls", "--store", store, "--json").stdout)
+    assert listing[0]["name"] == "item_text" and "cannot read part" in listing[0]["error"]
+
+
+def test_tsv_quotes_are_ordinary_characters(tmp_path: Path, store: Path) -> None:
+    source = tmp_path / "q.tsv"
+    source.write_text('id\tname\n1\t"Weird" Al\n2\tsay "hi\n3\tplain\n', encoding="utf-8")
+    result = cli("embed", "--source", source, "--store", store, "--text", "{name}", "--encoder", "hash:v1", "--json")
+    assert result.exit_code == 0, result.output
+    from featctl import open_store
+    from tests.conftest import hash_vector
+
+    matrix, mask = open_store(store).feature_set("item_text").vectors([1, 2, 3])
+    assert mask.all() and np.allclose(matrix[0], hash_vector('"Weird" Al')) and np.allclose(
+        matrix[1], hash_vector('say "hi'))

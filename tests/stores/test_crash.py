@@ -68,8 +68,6 @@ def test_kill_9_at_several_points_loses_only_the_part_in_flight(tmp_path: Path, 
                 assert fs.to_arrow().num_rows == fs_ids  # every committed part reads back
         assert fs_ids >= committed_before
         committed_before = fs_ids
-        leftovers = [p.name for p in (store / "features" / "item_text").glob("*")] if fs_ids else []
-        assert len(leftovers) >= _parts(store)
 
     assert 0 < committed_before < ROWS, "the kills should have landed mid-run"
     result = embed(EmbedConfig(source=SourceSpec(path=str(source)), store=str(store), text=TEXT,
