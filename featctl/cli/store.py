@@ -71,8 +71,9 @@ def info(
                   f"{len(s['parts'])} part(s)")
     for reason, count in s["failures"].items():
         console.print(f"  failed: {reason}: {count:,}")
-    console.print("recipe " + s["recipe_hash"][:12] + ": " + jsonlib.dumps(s["recipe"], ensure_ascii=False))
-    console.print("source: " + ", ".join(f"{k}={v}" for k, v in s["source"].items()))
+    recipe = jsonlib.dumps(s["recipe"], ensure_ascii=False)
+    console.print(f"recipe {s['recipe_hash'][:12]}: {recipe}", soft_wrap=True, markup=False)
+    console.print("source: " + ", ".join(f"{k}={v}" for k, v in s["source"].items()), soft_wrap=True, markup=False)
     table = Table("part", "rows", "failed", "size", "sha256", "created")
     for p in s["parts"]:
         table.add_row(p["file"], f"{p['rows']:,}", f"{p['failed']:,}", human_bytes(p["bytes"]),

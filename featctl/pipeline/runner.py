@@ -45,7 +45,7 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
     encoder = encoder or create_encoder(config.encoder, **config.encoder_options)
     recipe = {**encoder.recipe, "template": template.text, "dtype": config.dtype}
     digest = recipe_hash(recipe)
-    stored = store.load_manifest()["sets"].get(name) if not config.replace else None
+    stored = store.load_manifest()["sets"].get(name)  # a hint only: checked again under the lock
     id_hint = pa.string() if stored and stored["id_type"] == "string" else None
     scan = scan_source(source, id_column, template, digest, config.on_duplicate, id_hint)
 
