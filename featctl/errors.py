@@ -34,11 +34,9 @@ class SourceFormatError(FeatctlError):
 
 
 class SourceEncodingError(FeatctlError):
-    def __init__(self, path: str, line: int, encoding: str, detail: str) -> None:
-        super().__init__(
-            f"{path}: line {line} is not valid {encoding} ({detail}); "
-            f"pass --encoding with the file's real encoding, e.g. --encoding latin-1"
-        )
+    def __init__(self, path: str, line: int, encoding: str, detail: str, hint: str | None = None) -> None:
+        hint = hint or "pass --encoding with the file's real encoding, e.g. --encoding latin-1"
+        super().__init__(f"{path}: line {line} is not valid {encoding} ({detail}); {hint}")
 
 
 class UnknownColumnError(FeatctlError):
@@ -88,8 +86,8 @@ class EncoderLoadError(FeatctlError):
 class EncoderFailedError(FeatctlError):
     def __init__(self, count: int, reason: str) -> None:
         super().__init__(
-            f"the encoder failed on all {count} texts of a batch, each alone, with the same error "
-            f"({reason}); committed parts are kept: fix the encoder or its options and run again"
+            f"the encoder failed on each of the first {count} texts it was given, each alone, with the same "
+            f"error ({reason}); committed parts are kept: fix the encoder or its options and run again"
         )
 
 

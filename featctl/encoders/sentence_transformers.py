@@ -60,6 +60,8 @@ def folder_fingerprint(path: str) -> str:
             cache: dict[str, str] = json.load(fh)
     except (OSError, ValueError):
         cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
     digest = hashlib.blake2b(digest_size=8)
     changed = False
     for root, dirs, files in os.walk(path):

@@ -28,6 +28,8 @@ NON_FINITE = "non-finite vector"
 # Encoder calls grow (doubling, up to MAX_CALL_BATCHES batches) while one takes less than this.
 CALL_SECONDS = 0.5
 MAX_CALL_BATCHES = 64
+# Texts that must fail, all for one reason and with no success yet, before the encoder is deemed broken.
+BROKEN_AFTER = 8
 
 Row = tuple[Any, str, str]  # (id, content hash, text)
 
@@ -70,6 +72,8 @@ class PartEncoder:
     tally: Tally
     cache: dict[str, np.ndarray] = field(default_factory=dict)
     _call_size: int = 0
+    _worked: bool = False
+    _failures: Counter[str | None] = field(default_factory=Counter)
 
     def encode(self, rows: list[Row]) -> pa.Table:
         errors: list[str | None] = [None] * len(rows)
@@ -112,13 +116,32 @@ class PartEncoder:
         while lo < len(texts):
             hi = lo + self._call_size
             started = time.perf_counter()
-            out.extend(encode_isolating_failures(self.encoder, texts[lo:hi], digests[lo:hi]))
+            results = encode_isolating_failures(self.encoder, texts[lo:hi], digests[lo:hi])
+            self._watch_for_a_broken_encoder(results)
+            out.extend(results)
             if time.perf_counter() - started < CALL_SECONDS and self._call_size < batch * MAX_CALL_BATCHES:
                 self._call_size *= 2
             self.tally.texts += len(texts[lo:hi])
             self.progress.advance(sum(len(pending[d]) for d in digests[lo:hi]))
             lo = hi
         return out
+
+    def _watch_for_a_broken_encoder(self, results: list[tuple[str, Any, str | None]]) -> None:
+        """Stop the run when the encoder has failed on every text so far, for one same reason.
+
+        An encoder that never worked in this run (out of memory, a bad option, a dead server) would
+        otherwise record that reason against every row; once it has encoded anything, failures are
+        the inputs' own and are recorded.
+        """
+        if self._worked:
+            return
+        if any(error is None for _, _, error in results):
+            self._worked = True
+            return
+        self._failures.update(error for _, _, error in results)
+        if len(self._failures) == 1 and sum(self._failures.values()) >= BROKEN_AFTER:
+            reason, count = self._failures.most_common(1)[0]
+            raise EncoderFailedError(count, reason or "")
 
     def _table(self, rows: list[Row], matrix: np.ndarray, valid: np.ndarray,
                errors: list[str | None]) -> pa.Table:
@@ -135,11 +158,7 @@ class PartEncoder:
 
 def encode_isolating_failures(encoder: Encoder, texts: list[str],
                               digests: list[str]) -> list[tuple[str, Any, str | None]]:
-    """(digest, vector, error) per text; if the encoder raises, halve the batch so one bad input fails alone.
-
-    When every text of a failing batch (of 4 or more) fails alone for the same reason, the encoder is broken
-    (out of memory, a bad option): that stops the run instead of being recorded against each row.
-    """
+    """(digest, vector, error) per text; if the encoder raises, halve the batch so one bad input fails alone."""
     try:
         matrix = encoder.encode(texts)
     except Exception as exc:  # an encoder's failure for one input must not lose the others
@@ -147,11 +166,7 @@ def encode_isolating_failures(encoder: Encoder, texts: list[str],
             return [(digests[0], None, f"encoder error: {first_line(exc)}")]
         log.warning("encoding %d texts failed (%s); splitting the batch", len(texts), first_line(exc))
         mid = len(texts) // 2
-        out = (encode_isolating_failures(encoder, texts[:mid], digests[:mid])
-               + encode_isolating_failures(encoder, texts[mid:], digests[mid:]))
-        reasons = {error for _, _, error in out}
-        if len(texts) >= 4 and len(reasons) == 1 and None not in reasons:
-            raise EncoderFailedError(len(texts), reasons.pop()) from exc
-        return out
+        return (encode_isolating_failures(encoder, texts[:mid], digests[:mid])
+                + encode_isolating_failures(encoder, texts[mid:], digests[mid:]))
     finite = np.isfinite(matrix).all(axis=1)
     return [(d, v, None if ok else NON_FINITE) for d, v, ok in zip(digests, matrix, finite)]

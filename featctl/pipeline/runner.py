@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from featctl.encoders.base import Encoder
 from featctl.encoders.registry import create_encoder
-from featctl.errors import RecipeMismatchError, SourceFormatError, UnknownColumnError
+from featctl.errors import IdTypeError, RecipeMismatchError, SourceFormatError, StoreError, UnknownColumnError
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import PartEncoder, Progress, Row, Silent, Tally
 from featctl.pipeline.plan import Plan, content_hash, make_plan, recipe_hash, scan_source
@@ -62,7 +62,14 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
             # died halfway resumes instead of paying for everything again.
             replace = bool(changes)
             existing = None if replace else FeatureSet(store.root, name, entry)
-        plan = make_plan(scan, existing, source.spec.label)
+        try:
+            plan = make_plan(scan, existing, source.spec.label)
+        except (StoreError, IdTypeError):
+            if not (config.replace and existing is not None):
+                raise
+            # --replace also rebuilds a set whose parts cannot be read, or whose ids changed type.
+            replace, existing = True, None
+            plan = make_plan(scan, None, source.spec.label)
         if len(plan.todo):
             new_entry = {
                 **(entry or {}),

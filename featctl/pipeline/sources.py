@@ -40,9 +40,11 @@ class SourceSpec:
         if (self.path is None) == (self.sql is None):
             raise SourceFormatError("give exactly one of --source FILE or --sql QUERY")
         try:
-            codecs.lookup(self.encoding)
+            text_codec = getattr(codecs.lookup(self.encoding), "_is_text_encoding", True)
         except LookupError:
-            raise SourceFormatError(f"unknown --encoding '{self.encoding}'; use e.g. utf-8, latin-1, cp1252") from None
+            text_codec = False
+        if not text_codec:
+            raise SourceFormatError(f"unknown text --encoding '{self.encoding}'; use e.g. utf-8, latin-1, cp1252")
         if self.format is not None and self.format not in set(FORMATS.values()):
             raise SourceFormatError(
                 f"unknown --format '{self.format}'; use one of tsv, csv, parquet, jsonl"
@@ -112,7 +114,7 @@ class Source:
                     batch = reader.read_next_batch()
                 except StopIteration:
                     return
-                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                except (pa.ArrowInvalid, UnicodeError) as exc:
                     raise self._explain(exc) from None
                 if self.format == "jsonl":
                     try:
@@ -127,7 +129,7 @@ class Source:
     def _open(self) -> pa.RecordBatchReader:
         try:
             return _OPENERS[self.format](self._path, self.spec)
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        except (pa.ArrowInvalid, UnicodeError) as exc:
             raise self._explain(exc) from None
 
     def _explain(self, exc: Exception) -> Exception:
@@ -135,7 +137,9 @@ class Source:
         if self.spec.path and (isinstance(exc, UnicodeDecodeError) or "utf8" in text.lower().replace("-", "")):
             found = find_undecodable_line(self.spec.path, self.spec.encoding)
             if found is not None:
-                return SourceEncodingError(self.spec.path, found[0], self.spec.encoding, found[1])
+                hint = ("JSON Lines must be UTF-8: convert the file, e.g. iconv -f latin1 -t utf-8"
+                        if self.format == "jsonl" else None)
+                return SourceEncodingError(self.spec.path, found[0], self.spec.encoding, found[1], hint)
         return SourceFormatError(f"{self.spec.label}: cannot read as {self.format}: {first_line(exc)}")
 
 
@@ -179,7 +183,15 @@ def _run_sql(sql: str, out: str) -> str:
     query = sql.strip().rstrip(";")
     try:
         with duckdb.connect() as con:
-            con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
+            names = con.sql(query).columns
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise SourceFormatError(
+                    f"--sql query: column name(s) {', '.join(repr(n) for n in repeated)} appear more than once; "
+                    "give each column its own name with AS"
+                )
+            # The newline keeps a trailing -- comment from swallowing the closing parenthesis.
+            con.execute(f"COPY ({query}\n) TO '{out}' (FORMAT parquet)")
     except duckdb.Error as exc:
         raise SourceFormatError(f"--sql query failed in DuckDB: {first_line(exc)}") from None
     return out

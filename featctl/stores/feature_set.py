@@ -122,7 +122,10 @@ class FeatureSet:
         return matrix, mask
 
     def _as_ids(self, ids: Iterable[Any] | pa.Array) -> pa.Array:
-        array = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(ids))
+        try:
+            array = ids if isinstance(ids, (pa.Array, pa.ChunkedArray)) else pa.array(list(ids))
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            raise IdTypeError(f"ids passed to set '{self.name}' mix types; pass all ints or all strings") from None
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks()
         if array.type == self.id_type:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -97,10 +98,12 @@ class StoreWriter:
         self.store = store
         self._lock = StoreLock(os.path.join(store.root, ".lock"), lock_timeout)
         self.manifest: dict[str, Any] = {}
+        self._created = False
 
     def __enter__(self) -> StoreWriter:
         if os.path.exists(self.store.root) and not os.path.isdir(self.store.root):
             raise StoreError(f"store path {self.store.root} is a file, not a folder; pass another --store")
+        self._created = not os.path.exists(self.store.root)
         try:
             os.makedirs(self.store.root, exist_ok=True)
         except OSError as exc:
@@ -116,6 +119,9 @@ class StoreWriter:
 
     def __exit__(self, *exc: object) -> None:
         self._lock.release()
+        if self._created and not self.store.exists():
+            # A first run that failed before committing anything leaves no half-made store behind.
+            shutil.rmtree(self.store.root, ignore_errors=True)
 
     def entry(self, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.manifest["sets"].get(name))

@@ -88,10 +88,12 @@ def _bad_inputs(tmp_path: Path, catalogue: Path) -> list[tuple[list[str], str]]:
         (["--source", catalogue, "--entity", "shop"], "--entity must be one of item, user"),
         (["--source", catalogue, "--sql", "select 1"], "give exactly one of --source FILE or --sql QUERY"),
         (["--source", catalogue, "--batch-size", "0"], "batch_size=0 is invalid: expected a positive integer"),
-        (["--source", catalogue, "--encoding", "klingon"], "unknown --encoding 'klingon'"),
+        (["--source", catalogue, "--encoding", "klingon"], "unknown text --encoding 'klingon'"),
+        (["--source", catalogue, "--encoding", "rot13"], "unknown text --encoding 'rot13'"),
+        (["--source", catalogue, "--encoding", "utf-16"], "cannot read as tsv"),
         (["--source", catalogue, "--text", ""], "--text is empty"),
         (["--sql", "SELECT * FROM nope_table"], "--sql query failed in DuckDB: Catalog Error"),
-        (["--source", jsonl], "line 2 is not valid utf-8"),
+        (["--source", jsonl], "line 2 is not valid utf-8 (byte(s) e9 at column 23); JSON Lines must be UTF-8"),
         (["--source", twice], "column name(s) 'x' appear more than once"),
     ]
 

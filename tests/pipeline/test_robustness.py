@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from featctl import EmbedConfig, SourceSpec, embed, open_store
-from featctl.errors import EncoderFailedError, EncoderOptionError, RecipeMismatchError
+from featctl.errors import EncoderFailedError, EncoderOptionError, RecipeMismatchError, SourceFormatError
 from tests.conftest import HashEncoder, hash_vector, write_tsv
 
 ROWS = [[i, f"title {i}", f"summary number {i}"] for i in range(1, 11)]
@@ -68,9 +68,13 @@ def test_one_bad_input_fails_alone(source: Path, store: Path, hash_encoder: type
 def test_a_broken_encoder_stops_the_run_instead_of_failing_every_row(
         source: Path, store: Path, hash_encoder: type[HashEncoder]) -> None:
     hash_encoder.broken = "CUDA out of memory. Tried to allocate 2.00 GiB"
-    with pytest.raises(EncoderFailedError, match=r"failed on all \d+ texts of a batch.*CUDA out of memory"):
+    with pytest.raises(EncoderFailedError, match=r"failed on each of the first 8 texts.*CUDA out of memory"):
         run(source, store, encoder_options={"batch_size": 8})
-    assert not (store / "manifest.json").exists()
+    assert not store.exists()  # a first run that committed nothing leaves no store behind
+    # Small parts and calls too: the run stops after 8 texts, not after recording every row.
+    with pytest.raises(EncoderFailedError):
+        run(source, store, part_rows=3, encoder_options={"batch_size": 1})
+    assert open_store(store).feature_set("item_text").summary()["failed"] <= 8
 
 
 def test_sql_without_order_by_is_read_once_and_stays_consistent(tmp_path: Path, hash_encoder) -> None:
@@ -111,3 +115,24 @@ def test_entity_is_part_of_a_sets_identity(source: Path, store: Path, hash_encod
 def test_integer_options_are_validated(source: Path, store: Path, option: dict) -> None:
     with pytest.raises(EncoderOptionError, match="invalid: expected a positive integer"):
         run(source, store, encoder="st:all-MiniLM-L6-v2", encoder_options=option)
+
+
+def test_replace_rebuilds_a_damaged_set_or_one_whose_ids_changed_type(
+        tmp_path: Path, source: Path, store: Path, hash_encoder) -> None:
+    run(source, store)
+    part = next((store / "features" / "item_text").glob("part-*.parquet"))
+    part.write_bytes(part.read_bytes()[:100])
+    result = run(source, store, replace=True)
+    assert result.encoded == 10 and open_store(store).feature_set("item_text").verify() == []
+    letters = write_tsv(tmp_path / "letters.tsv", ["id", "name", "summary"], [["A1", "a", "b"]])
+    assert run(letters, store, replace=True).encoded == 1
+    assert open_store(store).feature_set("item_text").entry["id_type"] == "string"
+
+
+def test_sql_with_a_trailing_comment_and_repeated_names(tmp_path: Path, store: Path, hash_encoder) -> None:
+    config = EmbedConfig(source=SourceSpec(sql="SELECT 1 AS id, 'x' AS t -- the whole catalogue"),
+                         store=str(store), text="{t}", encoder="hash:v1")
+    assert embed(config).encoded == 1
+    with pytest.raises(SourceFormatError, match="column name\\(s\\) 't' appear more than once"):
+        embed(EmbedConfig(source=SourceSpec(sql="SELECT 1 AS id, 'a' AS t, 'b' AS t"), store=str(store),
+                          encoder="hash:v1"))
