@@ -32,6 +32,7 @@ MAX_CALL_BATCHES = 64
 BROKEN_AFTER = 8
 
 Row = tuple[Any, str, str]  # (id, content hash, text)
+Result = tuple[str, Any, "str | None"]  # (content hash, vector or None, failure reason or None)
 
 
 class Progress(Protocol):
@@ -108,10 +109,10 @@ class PartEncoder:
         return self._table(rows, matrix, valid, errors)
 
     def _encode_sorted(self, texts: list[str], digests: list[str],
-                       pending: dict[str, list[int]]) -> list[tuple[str, Any, str | None]]:
+                       pending: dict[str, list[int]]) -> list[Result]:
         batch = self.encoder.batch_size
         self._call_size = self._call_size or batch
-        out: list[tuple[str, Any, str | None]] = []
+        out: list[Result] = []
         lo = 0
         while lo < len(texts):
             hi = lo + self._call_size
@@ -126,7 +127,7 @@ class PartEncoder:
             lo = hi
         return out
 
-    def _watch_for_a_broken_encoder(self, results: list[tuple[str, Any, str | None]]) -> None:
+    def _watch_for_a_broken_encoder(self, results: list[Result]) -> None:
         """Stop the run when the encoder has failed on every text so far, for one same reason.
 
         An encoder that never worked in this run (out of memory, a bad option, a dead server) would
@@ -157,7 +158,7 @@ class PartEncoder:
 
 
 def encode_isolating_failures(encoder: Encoder, texts: list[str],
-                              digests: list[str]) -> list[tuple[str, Any, str | None]]:
+                              digests: list[str]) -> list[Result]:
     """(digest, vector, error) per text; if the encoder raises, halve the batch so one bad input fails alone."""
     try:
         matrix = encoder.encode(texts)

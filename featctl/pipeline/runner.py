@@ -138,6 +138,7 @@ def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer
     parts = PartEncoder(encoder, config.dtype, plan.id_type, plan.repeated, progress, tally)
     if existing is not None and plan.stored:
         parts.cache.update(existing.vectors_by_hash(set(plan.stored)))
+
     def commit(table: pa.Table, first: bool) -> None:
         writer.commit(name, entry, [table], drop_old=replace and first)
         tally.parts += 1
@@ -150,13 +151,12 @@ def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer
             ThreadPoolExecutor(1, thread_name_prefix="featctl-writer") as committer:
         upcoming = reader.submit(next, chunks, None)
         pending: Future[None] | None = None
-        number = 0
         while (part := upcoming.result()) is not None:
             upcoming = reader.submit(next, chunks, None)
             table = parts.encode(part)
+            first = pending is None
             if pending is not None:
                 pending.result()  # commits stay in order, and a failed one stops the run
-            pending = committer.submit(commit, table, number == 0)
-            number += 1
+            pending = committer.submit(commit, table, first)
         if pending is not None:
             pending.result()
