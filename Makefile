@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/featctl embed --source data/anime.tsv --store $(STORE)
 	$(BIN)/featctl info item_text --store $(STORE)
+	$(BIN)/featctl coverage --interactions data/interactions.tsv --store $(STORE)
 
 test: $(STAMP)
 	$(BIN)/ruff check featctl tests bench data
@@ -24,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/embed.py
+	$(BIN)/python bench/coverage.py
 
 clean:
 	rm -rf $(VENV) $(STORE) .pytest_cache

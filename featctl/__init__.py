@@ -5,6 +5,8 @@ Python API::
     import featctl
     result = featctl.embed(featctl.EmbedConfig(source=featctl.SourceSpec("data/anime.tsv")))
     vectors, mask = featctl.open_store().feature_set("item_text").vectors([1, 2, 3])
+    report = featctl.coverage(featctl.CoverageConfig(interactions=featctl.SourceSpec("data/interactions.tsv")))
+    featctl.check_coverage(report, min_ratio=0.95)   # raises CoverageTooLowError below 95%
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from featctl.errors import FeatctlError
 from featctl.pipeline.compact import compact
 from featctl.pipeline.config import EmbedConfig, EmbedResult
+from featctl.pipeline.coverage import CoverageConfig, CoverageReport, check_coverage, coverage, require_coverage
 from featctl.pipeline.runner import embed
 from featctl.pipeline.sources import SourceSpec
 from featctl.stores.feature_set import FeatureSet
@@ -19,5 +22,6 @@ from featctl.stores.store import Store, open_store
 
 __version__ = "0.1.0"
 
-__all__ = ["EmbedConfig", "EmbedResult", "FeatctlError", "FeatureSet", "SourceSpec", "Store", "compact",
-           "embed", "open_store", "__version__"]
+__all__ = ["CoverageConfig", "CoverageReport", "EmbedConfig", "EmbedResult", "FeatctlError", "FeatureSet",
+           "SourceSpec", "Store", "check_coverage", "compact", "coverage", "embed", "open_store", "require_coverage",
+           "__version__"]

@@ -117,3 +117,28 @@ class LockError(StoreError):
 
 class IdTypeError(FeatctlError):
     """Ids of a type that cannot be matched to the store's ids."""
+
+
+class EmptyStoreError(StoreError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"store {path} has no feature sets yet; create one with featctl embed --source FILE "
+            "(or point --store / FEATCTL_STORE at another store)"
+        )
+
+
+class CoverageTooLowError(FeatctlError):
+    """A feature set covers less than a required threshold; raised by :func:`check_coverage`."""
+
+    def __init__(self, name: str, what: str, ratio: float, covered: int, total: int, option: str,
+                 threshold: float, others: int = 0) -> None:
+        more = f" (and {others} more figure(s) below threshold)" if others else ""
+        super().__init__(
+            f"feature set '{name}' covers {ratio:.1%} of the {what} ({covered:,} of {total:,}), below "
+            f"{option} {threshold:.1%}{more}; embed the missing ids (featctl coverage --list-missing 20 "
+            f"shows them) or lower {option}"
+        )
+
+
+class CoverageInputError(FeatctlError):
+    """Coverage asked for something its inputs cannot measure."""

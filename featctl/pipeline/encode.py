@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 EMPTY_TEXT = "empty text"
 NON_FINITE = "non-finite vector"
+BEYOND_FLOAT16 = "vector values beyond the float16 range (embed with --dtype float32)"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 # Encoder calls grow (doubling, up to MAX_CALL_BATCHES batches) while one takes less than this.
 CALL_SECONDS = 0.5
 MAX_CALL_BATCHES = 64
@@ -89,6 +91,8 @@ class PartEncoder:
         order = sorted(pending, key=lambda d: len(rows[pending[d][0]][2]), reverse=True)
         vectors: dict[str, np.ndarray] = {}
         for digest, vector, error in self._encode_sorted([rows[pending[d][0]][2] for d in order], order, pending):
+            if error is None and self.dtype == "float16" and np.abs(vector).max() > FLOAT16_MAX:
+                error = BEYOND_FLOAT16
             if error is None:
                 vectors[digest] = vector
             else:

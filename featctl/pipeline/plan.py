@@ -36,6 +36,17 @@ def content_hash(recipe_digest: str, text: str) -> str:
     return hashlib.blake2b(f"{recipe_digest}\0{text}".encode(), digest_size=16).hexdigest()
 
 
+def content_hashes(recipe_digest: str, texts: list[str]) -> list[str]:
+    """:func:`content_hash` of many texts; copying a hash state primed with the recipe is ~2x faster."""
+    primed = hashlib.blake2b(f"{recipe_digest}\0".encode(), digest_size=16)
+    out = []
+    for text in texts:
+        h = primed.copy()
+        h.update(text.encode())
+        out.append(h.hexdigest())
+    return out
+
+
 @dataclass(frozen=True)
 class Scan:
     """What one pass over the source found: ids, their content hashes, the rows to keep."""
@@ -68,7 +79,7 @@ def scan_source(source: Source, id_column: str, template: Template, recipe_diges
     for batch in source.batches():
         id_chunks.append(batch.column(id_column))
         texts = template.render(batch)
-        hash_chunks.append(np.array([content_hash(recipe_digest, t) for t in texts], dtype="S32"))
+        hash_chunks.append(np.array(content_hashes(recipe_digest, texts), dtype="S32"))
     if not hash_chunks:
         raise SourceFormatError(f"{source.spec.label}: the source has no rows")
     raw_ids = pa.chunked_array(id_chunks)

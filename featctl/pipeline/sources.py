@@ -106,8 +106,10 @@ class Source:
     def columns(self) -> list[str]:
         return list(self.schema.names)
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        reader = self._open()
+    def batches(self, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """A fresh stream of batches, of only ``columns`` when given (delimited and Parquet files
+        then skip parsing the others)."""
+        reader = self._open(columns)
         try:
             while True:
                 try:
@@ -121,14 +123,16 @@ class Source:
                         batch.validate(full=True)  # the JSON reader lets invalid UTF-8 through
                     except pa.ArrowInvalid as exc:
                         raise self._explain(exc) from None
+                if columns is not None and self.format == "jsonl":
+                    batch = batch.select(columns)
                 if batch.num_rows:
                     yield batch
         finally:
             reader.close()
 
-    def _open(self) -> pa.RecordBatchReader:
+    def _open(self, columns: list[str] | None = None) -> pa.RecordBatchReader:
         try:
-            return _OPENERS[self.format](self._path, self.spec)
+            return _OPENERS[self.format](self._path, self.spec, columns)
         except (pa.ArrowInvalid, UnicodeError) as exc:
             raise self._explain(exc) from None
 
@@ -143,7 +147,7 @@ class Source:
         return SourceFormatError(f"{self.spec.label}: cannot read as {self.format}: {first_line(exc)}")
 
 
-def _open_delimited(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
+def _open_delimited(path: str, spec: SourceSpec, columns: list[str] | None) -> pa.RecordBatchReader:
     import pyarrow.csv as pacsv
 
     tsv = spec.resolved_format() == "tsv"
@@ -158,18 +162,20 @@ def _open_delimited(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
         column_types={n: pa.string() for n in names},
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
+        include_columns=columns,
     )
     return pacsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
 
 
-def _open_parquet(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
+def _open_parquet(path: str, spec: SourceSpec, columns: list[str] | None) -> pa.RecordBatchReader:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    return pa.RecordBatchReader.from_batches(pf.schema_arrow, pf.iter_batches(batch_size=BATCH_ROWS))
+    schema = pf.schema_arrow if columns is None else pa.schema([pf.schema_arrow.field(c) for c in columns])
+    return pa.RecordBatchReader.from_batches(schema, pf.iter_batches(batch_size=BATCH_ROWS, columns=columns))
 
 
-def _open_jsonl(path: str, spec: SourceSpec) -> pa.RecordBatchReader:
+def _open_jsonl(path: str, spec: SourceSpec, columns: list[str] | None) -> pa.RecordBatchReader:
     import pyarrow.json as pajson
 
     if codecs.lookup(spec.encoding).name != "utf-8":
