@@ -25,7 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/embed.py
-	$(BIN)/python bench/coverage.py
+	$(BIN)/python bench/coverage.py --repeats 3
 
 clean:
 	rm -rf $(VENV) $(STORE) .pytest_cache

@@ -25,8 +25,8 @@ class FeatctlError(Exception):
 
 
 class SourceNotFoundError(FeatctlError):
-    def __init__(self, path: str) -> None:
-        super().__init__(f"source file not found: {path} (check the path passed to --source)")
+    def __init__(self, path: str, option: str = "--source") -> None:
+        super().__init__(f"file not found: {path} (check the path passed to {option})")
 
 
 class SourceFormatError(FeatctlError):
@@ -128,15 +128,18 @@ class EmptyStoreError(StoreError):
 
 
 class CoverageTooLowError(FeatctlError):
-    """A feature set covers less than a required threshold; raised by :func:`check_coverage`."""
+    """A feature set covers less than a required threshold; raised by ``check_coverage``."""
 
-    def __init__(self, name: str, what: str, ratio: float, covered: int, total: int, option: str,
-                 threshold: float, others: int = 0) -> None:
-        more = f" (and {others} more figure(s) below threshold)" if others else ""
+    def __init__(self, name: str, what: str, covered: int, total: int, option: str, threshold: float,
+                 others: int = 0) -> None:
+        ratio = covered / total
+        # enough decimals that the figure and the threshold never print alike
+        digits = next((d for d in range(1, 6) if f"{ratio:.{d}%}" != f"{threshold:.{d}%}"), 6)
+        more = f" (and {others} more figure(s) below a threshold)" if others else ""
         super().__init__(
-            f"feature set '{name}' covers {ratio:.1%} of the {what} ({covered:,} of {total:,}), below "
-            f"{option} {threshold:.1%}{more}; embed the missing ids (featctl coverage --list-missing 20 "
-            f"shows them) or lower {option}"
+            f"feature set '{name}' covers {ratio:.{digits}%} of the {what} ({covered:,} of {total:,}), below "
+            f"the minimum {threshold:.{digits}%} ({option}){more}; embed the missing ids (featctl coverage "
+            "--list-missing 20 shows them) or lower the threshold"
         )
 
 

@@ -15,6 +15,7 @@ from featctl.errors import CoverageInputError
 from featctl.pipeline.coverage import CoverageConfig, check_coverage
 from featctl.pipeline.coverage import coverage as run_coverage
 from featctl.pipeline.sources import SourceSpec
+from featctl.stores.files import check_writable_file
 
 
 @app.command(epilog="Example: featctl coverage --interactions data/interactions.tsv --min 0.95 --html report.html")
@@ -27,6 +28,11 @@ def coverage(
     id_column: Optional[str] = typer.Option(None, "--id", help="Id column of --catalog (default: the set's)."),
     users: Optional[Path] = typer.Option(None, "--users", help="User table for user sets (default: their source)."),
     user_id: Optional[str] = typer.Option(None, "--user-id", help="Id column of --users."),
+    interactions_format: Optional[str] = typer.Option(None, "--interactions-format",
+                                                      help="tsv|csv|parquet|jsonl (default: by extension)."),
+    catalog_format: Optional[str] = typer.Option(None, "--catalog-format", help="Format of --catalog."),
+    users_format: Optional[str] = typer.Option(None, "--users-format", help="Format of --users."),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of TSV/CSV inputs."),
     list_missing: Optional[int] = typer.Option(None, "--list-missing", help="Show up to N missing ids per reason."),
     min_ratio: Optional[str] = typer.Option(None, "--min", help="Fail when coverage is below this (0.95 or 95%)."),
     min_weighted: Optional[str] = typer.Option(None, "--min-weighted", help="Fail when weighted coverage is below."),
@@ -38,13 +44,16 @@ def coverage(
 ) -> None:
     """Report catalogue and interaction coverage, missing ids by reason, vector health and id-space problems."""
     gates = (parse_ratio(min_ratio, "--min"), parse_ratio(min_weighted, "--min-weighted"))
+    if html is not None:
+        check_writable_file(str(html))
 
-    def spec(path: Optional[Path]) -> Optional[SourceSpec]:
-        return None if path is None else SourceSpec(path=str(path))
+    def spec(path: Optional[Path], kind: Optional[str]) -> Optional[SourceSpec]:
+        return None if path is None else SourceSpec(path=str(path), format=kind, encoding=encoding)
 
     config = CoverageConfig(
-        store=store, sets=tuple(sets or ()), interactions=spec(interactions), item_col=item_col, user_col=user_col,
-        catalog=spec(catalog), catalog_id=id_column, users=spec(users), users_id=user_id,
+        store=store, sets=tuple(sets or ()), interactions=spec(interactions, interactions_format), item_col=item_col,
+        user_col=user_col, catalog=spec(catalog, catalog_format), catalog_id=id_column,
+        users=spec(users, users_format), users_id=user_id,
         list_missing=5 if list_missing is None else list_missing, stale=stale, save=save,
     )
     with err_console.status("measuring coverage…") if err_console.is_terminal else nullcontext():

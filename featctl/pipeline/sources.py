@@ -74,6 +74,8 @@ class SourceSpec:
             out["path"] = os.path.abspath(self.path)
         else:
             out["sql"] = self.sql or ""
+        if codecs.lookup(self.encoding).name != "utf-8":
+            out["encoding"] = self.encoding
         return out
 
 

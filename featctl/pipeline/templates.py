@@ -91,7 +91,8 @@ class Template:
         for line in self.lines:
             used = list(dict.fromkeys(f for _, f in line if f is not None))
             parts = [[lit] * rows if f is None else [lit + v for v in values[f]] for lit, f in line]
-            line_texts.append(parts[0] if len(parts) == 1 else ["".join(p) for p in zip(*parts)])
+            line_texts.append([""] * rows if not parts else parts[0] if len(parts) == 1
+                              else ["".join(p) for p in zip(*parts)])
             line_kept.append(always if not used else filled[used[0]] if len(used) == 1
                              else [any(p) for p in zip(*(filled[f] for f in used))])
         anything = [any(p) for p in zip(*filled.values())]

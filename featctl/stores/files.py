@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,13 +23,30 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 def write_text_atomic(path: str, text: str) -> None:
+    """Write ``path`` whole or not at all; a failure leaves no temporary file and names ``path``."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise OSError(exc.errno, exc.strerror, path) from None
     fsync_dir(os.path.dirname(path) or ".")
+
+
+def check_writable_file(path: str) -> None:
+    """Raise OSError now, not after minutes of work, when ``path`` cannot be written as a file."""
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, "is a folder, not a file", path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(errno.ENOENT, "no such folder for the file", path)
+    if not os.access(folder, os.W_OK):
+        raise OSError(errno.EACCES, "cannot write in its folder", path)
 
 
 def commit_file(tmp: str, final: str) -> None:

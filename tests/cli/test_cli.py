@@ -76,7 +76,7 @@ def _bad_inputs(tmp_path: Path, catalogue: Path) -> list[tuple[list[str], str]]:
     twice = tmp_path / "twice.csv"
     twice.write_text("id,x,x\n1,a,b\n")
     return [
-        (["--source", tmp_path / "missing.tsv"], "source file not found: "),
+        (["--source", tmp_path / "missing.tsv"], "file not found: "),
         (["--source", catalogue, "--id", "item"], "unknown column 'item' in --id; available columns: id, name, tags"),
         (["--source", catalogue, "--text", "{title}"], "unknown column 'title' in --text template"),
         (["--source", dup], "1 id(s) appear more than once with different content: 1; "),

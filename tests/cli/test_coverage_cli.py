@@ -51,7 +51,7 @@ def test_gates_fail_with_one_line_after_the_report(scenario: dict[str, Path]) ->
     result = cli(*_args(scenario), "--min", "95%", "--no-save")
     assert result.exit_code == 1 and "item_text" in result.stdout
     assert result.stderr.startswith("error: feature set 'item_text' covers 72.7% of the catalogue (8 of 11), "
-                                    "below --min 95.0%") and result.stderr.count("\n") == 1
+                                    "below the minimum 95.0% (--min)") and result.stderr.count("\n") == 1
     weighted = cli(*_args(scenario), "--min-weighted", "0.9", "--no-save", "--json")
     assert weighted.exit_code == 1 and "88.6% of the interactions (93 of 105)" in weighted.stderr
     assert cli(*_args(scenario), "--min", "0.5", "--min-weighted", "0.8", "--no-save").exit_code == 0
@@ -64,7 +64,11 @@ def test_bad_input_is_one_line_and_changes_nothing(scenario: dict[str, Path], tm
         ([*_args(scenario), "--id", "sku"], "available columns: id, name, summary"),
         ([*_args(scenario), "--min", "1.5"], "--min '1.5' is not a ratio; write e.g. 0.95 or 95%"),
         ([*_args(scenario), "--set", "nope"], "no feature set named 'nope'; sets in this store: item_text"),
-        (["--store", scenario["store"], "--interactions", tmp_path / "gone.tsv"], "source file not found"),
+        (["--store", scenario["store"], "--interactions", tmp_path / "gone.tsv"],
+         "(check the path passed to --interactions)"),
+        (["--store", scenario["store"], "--id", "sku"], "--id names the id column of --catalog FILE; pass --catalog"),
+        ([*_args(scenario), "--html", tmp_path / "nowhere" / "r.html"], "no such folder for the file"),
+        ([*_args(scenario), "--html", tmp_path], "is a folder, not a file"),
         (["--store", tmp_path / "empty"], "has no feature sets yet; create one with featctl embed"),
     ]
     for args, message in cases:

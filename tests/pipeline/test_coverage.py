@@ -11,7 +11,14 @@ import pyarrow as pa
 import pytest
 
 from featctl.encoders.registry import register
-from featctl.errors import CoverageInputError, CoverageTooLowError, EmptyStoreError, UnknownColumnError
+from featctl.errors import (
+    CoverageInputError,
+    CoverageTooLowError,
+    EmptyStoreError,
+    SourceFormatError,
+    StoreError,
+    UnknownColumnError,
+)
 from featctl.pipeline.config import EmbedConfig
 from featctl.pipeline.coverage import CoverageConfig, check_coverage, coverage, require_coverage
 from featctl.pipeline.encode import BEYOND_FLOAT16
@@ -88,11 +95,11 @@ def test_id_space_explains_spellings_and_gaps(scenario: dict[str, Path]) -> None
     assert all(m["source"] == "interactions" and m["fix"] for m in space["mismatches"])
     assert space["forms"]["interactions"] == {"integer": 11, "decimal": 1, "zero-padded integer": 1}
     assert space["not_in_catalog"] == {"ids": 3, "rows": 7, "examples": [99, "1.0", "007"]}
-    assert (space["max_id"], space["ids"]) == (99, 14)
+    assert (space["max_id"], space["ids"]) == (99, 12)  # "1.0" and "007" are 1 and 7 again
     warnings = "\n".join(r["warnings"])
-    for needle in ("3 of 11 catalogue ids have no vector", "5 never encoded", "1 failed: empty text",
+    for needle in ("3 of 11 catalogue ids have no vector (72.7% covered): 2 never encoded, 1 failed: empty text",
                    "'1.0' vs stored 1", "1 vectors are stale", "mix spellings", "not in the catalogue",
-                   "the largest id is 99 but there are 14 ids"):
+                   "the largest id is 99 but there are 12 ids"):
         assert needle in warnings
 
 
@@ -165,7 +172,7 @@ def test_set_source_is_the_default_catalogue_and_edits_make_vectors_stale(scenar
     r = coverage(config).set("item_text")
     assert r["catalog"]["path"].endswith("items_then.tsv") and r["catalog"]["origin"] == "set source"
     assert (r["missing"]["stale"], r["missing"]["examples"]["stale"]) == (1, [1])
-    assert r["interactions"] is None and r["buckets"][0]["name"] == "no interactions"
+    assert r["interactions"] is None and r["buckets"] == []
     unchecked = coverage(CoverageConfig(store=str(scenario["store"]), save=False, stale=False)).set("item_text")
     assert unchecked["missing"]["stale"] is None and unchecked["catalog"]["fresh"] is None
 
@@ -209,9 +216,10 @@ def test_gates(scenario: dict[str, Path]) -> None:
     report = coverage(config)
     check_coverage(report, min_ratio=0.5, min_weighted=0.85)
     with pytest.raises(CoverageTooLowError, match=r"'item_text' covers 72.7% of the catalogue \(8 of 11\), "
-                                                  r"below --min 95.0% \(and 1 more"):
+                                                  r"below the minimum 95.0% \(--min\) \(and 1 more"):
         check_coverage(report, min_ratio=0.95)
-    with pytest.raises(CoverageTooLowError, match=r"88.6% of the interactions \(93 of 105\), below --min-weighted"):
+    with pytest.raises(CoverageTooLowError, match=r"88.6% of the interactions \(93 of 105\), below the minimum "
+                                                  r"90.0% \(--min-weighted\)"):
         require_coverage(config, min_weighted=0.9)
     bare = coverage(CoverageConfig(store=str(scenario["store"]), stale=False, save=False,
                                    catalog=SourceSpec(str(scenario["catalog"]))))
@@ -244,25 +252,75 @@ def test_reports_are_saved_under_the_store(scenario: dict[str, Path]) -> None:
     assert coverage(CoverageConfig(store=str(scenario["store"]))).saved[0] != json_path
 
 
-def test_parquet_inputs_with_float_ids_and_the_second_process_agree(scenario: dict[str, Path], tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pandas-written log whose item ids became floats (a NaN forced the column to float64)."""
+def test_float_typed_ids_are_integers_as_embed_reads_them_and_the_child_process_agrees(
+        scenario: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pandas-written log whose item ids became floats (a null forced the column to float64)."""
     import pyarrow.parquet as pq
 
     from featctl.pipeline.coverage import report as report_module
 
-    items = [float(i) for i, n in [(1, 3), (2, 1)] for _ in range(n)] + [None]
+    items = [1.0, 1.0, 1.0, 2.0, None]
     pq.write_table(pa.table({"user_id": list(range(5)), "item_id": pa.array(items, pa.float64())}),
                    tmp_path / "log.parquet")
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps({"item_id": v}) for v in items))
     catalog = tmp_path / "items.parquet"
-    pq.write_table(pa.table({"id": pa.array([r[0] for r in ITEMS], pa.int64()), "name": [r[1] for r in ITEMS],
+    pq.write_table(pa.table({"id": pa.array([float(r[0]) for r in ITEMS]), "name": [r[1] for r in ITEMS],
                              "summary": [r[2] for r in ITEMS]}), catalog)
-    config = CoverageConfig(store=str(scenario["store"]), interactions=SourceSpec(str(tmp_path / "log.parquet")),
-                            catalog=SourceSpec(str(catalog)), save=False)
-    r = coverage(config).set("item_text")
-    assert (r["interactions"]["ids"], r["interactions"]["covered"], r["interactions"]["empty_ids"]) == (2, 0, 1)
-    assert [(m["kind"], m["ids"], m["rows"], m["examples"]) for m in r["id_space"]["mismatches"]] == [
-        ("decimal", 2, 4, [["1.0", 1], ["2.0", 2]])]
-    assert (r["catalog"]["ids"], r["catalog"]["covered"], r["missing"]["stale"]) == (9, 8, 0)
-    monkeypatch.setattr(report_module, "PROCESS_BYTES", 0)  # re-hash the catalogue in a second process
-    assert coverage(config).set("item_text") == r
+    reports = []
+    for log_file in ("log.parquet", "log.jsonl"):
+        config = CoverageConfig(store=str(scenario["store"]), interactions=SourceSpec(str(tmp_path / log_file)),
+                                catalog=SourceSpec(str(catalog)), save=False)
+        r = coverage(config).set("item_text")
+        assert (r["interactions"]["ids"], r["interactions"]["covered"], r["interactions"]["empty_ids"]) == (2, 2, 1)
+        assert r["interactions"]["weighted_ratio"] == 1.0 and r["id_space"]["mismatches"] == []
+        assert (r["catalog"]["ids"], r["catalog"]["covered"], r["missing"]["stale"]) == (9, 8, 0)
+        reports.append(r)
+    assert reports[0] == reports[1]
+    monkeypatch.setattr(report_module, "CHILD_BYTES", 0)  # re-hash the catalogue in a child process
+    assert coverage(config).set("item_text") == reports[1]
+
+
+def test_ids_of_other_types_are_refused(scenario: dict[str, Path], tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"item_id": [True, False]}), tmp_path / "bools.parquet")
+    with pytest.raises(SourceFormatError, match=r"bools.parquet: column 'item_id' \(--item-col\) holds BOOLEAN "
+                                                r"values; ids must be integers or strings"):
+        coverage(CoverageConfig(store=str(scenario["store"]), interactions=SourceSpec(str(tmp_path / "bools.parquet")),
+                                save=False))
+
+
+def test_repeated_and_case_twin_set_names(tmp_path: Path, hash_encoder: type[HashEncoder]) -> None:
+    source = write_tsv(tmp_path / "items.tsv", ["id", "name"], [[1, "a"], [2, "b"]])
+    for name in ("Item", "item"):
+        embed(EmbedConfig(source=SourceSpec(str(source)), store=str(tmp_path / "s"), encoder="hash:x", name=name))
+    report = coverage(CoverageConfig(store=str(tmp_path / "s"), sets=("item", "Item", "item"), save=False))
+    assert [(s["name"], s["catalog"]["covered"], s["missing"]["stale"]) for s in report.sets] == [
+        ("item", 2, 0), ("Item", 2, 0)]
+
+
+def test_latin1_source_is_its_own_catalogue(tmp_path: Path, hash_encoder: type[HashEncoder]) -> None:
+    source = tmp_path / "items.tsv"
+    source.write_bytes("id\tname\n1\tCaf\xe9\n2\tNa\xefve\n".encode("latin-1"))
+    embed(EmbedConfig(source=SourceSpec(str(source), encoding="latin-1"), store=str(tmp_path / "s"),
+                      encoder="hash:x"))
+    r = coverage(CoverageConfig(store=str(tmp_path / "s"), save=False)).set("item_text")
+    assert (r["catalog"]["covered"], r["catalog"]["fresh"]) == (2, 2)
+
+
+def test_damaged_part_and_empty_log_are_explained(scenario: dict[str, Path], tmp_path: Path) -> None:
+    empty = write_tsv(tmp_path / "empty.tsv", ["user_id", "item_id"], [])
+    report = coverage(CoverageConfig(store=str(scenario["store"]), interactions=SourceSpec(str(empty)),
+                                     save=False))
+    r = report.set("item_text")
+    assert r["interactions"]["ids"] == 0 and [b["ids"] for b in r["buckets"]] == [0, 0, 0, 9]
+    assert any("the interactions hold no item ids" in w for w in r["warnings"])
+    with pytest.raises(CoverageInputError, match="against a threshold: the interactions hold no ids for it"):
+        check_coverage(report, min_weighted=0.5)
+    part = next((scenario["store"] / "features" / "item_text").glob("part-*.parquet"))
+    import pyarrow.parquet as pq
+
+    pq.write_table(pq.read_table(part).drop_columns(["vector"]), part)
+    with pytest.raises(StoreError, match=r"cannot read part .*part-000001.parquet of set 'item_text' .*"
+                                         r"run featctl info item_text --verify"):
+        coverage(CoverageConfig(store=str(scenario["store"]), save=False))

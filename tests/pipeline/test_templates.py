@@ -66,3 +66,9 @@ def test_lists_of_strings_are_text() -> None:
     batch = pa.RecordBatch.from_pydict({"id": ["a1", "a2"], "tags": [["space", "western"], None], "n": [3, None]})
     assert default_template(batch.schema, "id", batch).text == "tags: {tags}"
     assert Template.parse("tags: {tags} ({n})", batch.schema.names).render(batch) == ["tags: space, western (3)", ""]
+
+
+def test_empty_lines_of_a_template_are_kept_between_filled_ones() -> None:
+    batch = pa.record_batch({"a": ["x", ""], "b": ["y", "z"]})
+    assert Template.parse("{a}\n\n{b}", ["a", "b"]).render(batch) == ["x\n\ny", "z"]
+    assert Template.parse("\n{a}\n", ["a", "b"]).render(batch) == ["x", ""]

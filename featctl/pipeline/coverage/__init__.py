@@ -4,6 +4,5 @@ from __future__ import annotations
 
 from featctl.pipeline.coverage.gates import check_coverage, require_coverage
 from featctl.pipeline.coverage.report import CoverageConfig, CoverageReport, coverage
-from featctl.pipeline.coverage.save import save_report
 
-__all__ = ["CoverageConfig", "CoverageReport", "check_coverage", "coverage", "require_coverage", "save_report"]
+__all__ = ["CoverageConfig", "CoverageReport", "check_coverage", "coverage", "require_coverage"]

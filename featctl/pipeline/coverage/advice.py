@@ -11,7 +11,7 @@ def set_warnings(s: dict[str, Any]) -> list[str]:
     catalog, inter = s["catalog"], s["interactions"]
     if catalog and catalog["ratio"] is not None and catalog["covered"] < catalog["ids"]:
         out.append(f"{catalog['ids'] - catalog['covered']:,} of {catalog['ids']:,} catalogue ids have no vector "
-                   f"({catalog['ratio']:.1%} covered){_reasons(missing)}; a trainer would zero-fill them")
+                   f"({catalog['ratio']:.1%} covered){_reasons(catalog['missing'])}; a trainer would zero-fill them")
     if inter and inter["weighted_ratio"] is not None and inter["covered_rows"] < inter["rows"]:
         article = "an" if s["entity"] == "item" else "a"
         out.append(f"{inter['rows'] - inter['covered_rows']:,} of {inter['rows']:,} interactions involve "
@@ -47,6 +47,9 @@ def set_warnings(s: dict[str, Any]) -> list[str]:
     if len(seen) > 1:
         out.append(f"{s['entity']} ids in the interactions mix spellings: "
                    + ", ".join(f"{v:,} {k}" for k, v in seen.items()))
+    if inter and not inter["ids"]:
+        out.append(f"the interactions hold no {s['entity']} ids in column {inter['column']}: an empty log, or an "
+                   "empty column")
     if inter and inter["empty_ids"]:
         out.append(f"{inter['empty_ids']:,} interactions have an empty {inter['column']}")
     if catalog and catalog["duplicate_ids"]:

@@ -8,9 +8,10 @@ reason) or ``never encoded``.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +50,16 @@ def setup(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET preserve_insertion_order = false")
 
 
-def popularity(con: duckdb.DuckDBPyConnection, table: str, column: str | None, name: str) -> dict[str, int]:
+def popularity(con: duckdb.DuckDBPyConnection, table: str, column: str | None, text: str,
+               name: str) -> dict[str, int]:
     """``name`` (id, n, bucket) from an interactions column; also the rows and rows without an id.
 
-    Groups on the column's own type first, so only distinct ids are cast to text.
+    Groups on the column's own type first, so only distinct ids are written as text (``text``).
     """
     if column is None:
         con.execute(f"CREATE TABLE {name} (id VARCHAR, n BIGINT, bucket VARCHAR)")
         return {"rows": 0, "empty_ids": 0}
-    grouped = f"SELECT CAST({column} AS VARCHAR) AS id, count(*) AS n FROM {table} GROUP BY {column}"
+    grouped = f"SELECT {text} AS id, count(*) AS n FROM {table} GROUP BY {column}"
     con.execute(f"CREATE TEMP TABLE {name}_all AS {grouped}")
     con.execute(f"""
         CREATE TABLE {name} AS
@@ -74,10 +76,10 @@ def popularity(con: duckdb.DuckDBPyConnection, table: str, column: str | None, n
     return {"rows": int(rows), "empty_ids": int(empty)}
 
 
-def catalog_summary(con: duckdb.DuckDBPyConnection, table: str, distinct: str, examples: int) -> dict[str, Any]:
+def catalog_summary(con: duckdb.DuckDBPyConnection, table: str, text: str, distinct: str,
+                    examples: int) -> dict[str, Any]:
     """Distinct ids into ``distinct``; rows, empty ids and duplicated ids of the catalogue."""
-    con.execute(f"CREATE TEMP TABLE {distinct}_all AS "
-                f"SELECT CAST(id AS VARCHAR) AS id, count(*) AS c FROM {table} GROUP BY id")
+    con.execute(f"CREATE TEMP TABLE {distinct}_all AS SELECT {text} AS id, count(*) AS c FROM {table} GROUP BY ALL")
     con.execute(f"CREATE TABLE {distinct} AS SELECT id FROM {distinct}_all WHERE id IS NOT NULL AND id <> ''")
     rows, empty = con.execute(f"SELECT sum(c), coalesce(sum(c) FILTER (id IS NULL OR id = ''), 0) "
                               f"FROM {distinct}_all").fetchall()[0]
@@ -126,7 +128,7 @@ def set_figures(con: duckdb.DuckDBPyConnection, status: str, stored: str, exampl
                sum(n), sum(n) FILTER ({has})
         FROM {status} GROUP BY ALL""").fetchall()}
     missing = con.execute(f"""
-        SELECT state, reason, count(*) FROM {status} WHERE state <> 'ok' GROUP BY ALL
+        SELECT state, reason, in_catalog, n > 0, count(*) FROM {status} WHERE state <> 'ok' GROUP BY ALL
         ORDER BY count(*) DESC""").fetchall()
     missing_examples = con.execute(f"""
         SELECT state, reason, list(id ORDER BY r) FROM (
@@ -163,8 +165,10 @@ def forms(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, int]:
 
 
 def id_range(con: duckdb.DuckDBPyConnection, status: str, stored: str) -> tuple[int | None, int]:
-    """The largest integer id and the number of distinct ids known to the set or its inputs."""
+    """The largest integer id and the number of distinct integer ids known to the set or its inputs
+    (re-spellings such as ``012`` count once, text ids not at all)."""
     max_id, count = con.execute(f"""
-        SELECT max(TRY_CAST(id AS BIGINT)), count(*) FROM (SELECT id FROM {status} UNION SELECT id FROM {stored})
+        SELECT max(i), count(DISTINCT i) FROM (
+            SELECT TRY_CAST(id AS BIGINT) AS i FROM (SELECT id FROM {status} UNION SELECT id FROM {stored}))
     """).fetchall()[0]
     return (None if max_id is None else int(max_id)), int(count)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from featctl.errors import CoverageInputError, CoverageTooLowError
 from featctl.pipeline.coverage.report import CoverageConfig, CoverageReport, coverage
 
@@ -12,30 +14,31 @@ def check_coverage(report: CoverageReport, min_ratio: float | None = None, min_w
     ``min_ratio`` applies to catalogue and distinct-interaction coverage, ``min_weighted`` to the
     share of interactions whose id has a vector.
     """
+    for value, option in ((min_ratio, "--min"), (min_weighted, "--min-weighted")):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise CoverageInputError(f"{option} must be a ratio between 0 and 1, not {value}")
     if min_ratio is None and min_weighted is None:
         return
-    below: list[tuple[str, str, float, int, int, str, float]] = []
+    below: list[tuple[str, str, int, int, str, float]] = []
     for entry in report.sets:
-        measured = []
+        wanted: list[tuple[str, dict[str, Any] | None, str, str, str, float]] = []
         if min_ratio is not None:
-            for key, what in (("catalog", "catalogue"), ("interactions", "ids seen in the interactions")):
-                part = entry.get(key)
-                if part and part["ratio"] is not None:
-                    measured.append((what, part["ratio"], part["covered"], part["ids"], "--min", min_ratio))
+            wanted += [("catalogue", entry["catalog"], "covered", "ids", "--min", min_ratio),
+                       ("ids seen in the interactions", entry["interactions"], "covered", "ids", "--min", min_ratio)]
         if min_weighted is not None:
-            part = entry.get("interactions")
-            if part and part["weighted_ratio"] is not None:
-                measured.append(("interactions", part["weighted_ratio"], part["covered_rows"], part["rows"],
-                                 "--min-weighted", min_weighted))
+            wanted.append(("interactions", entry["interactions"], "covered_rows", "rows", "--min-weighted",
+                           min_weighted))
+        measured = [(what, part[covered], part[total], option, threshold)
+                    for what, part, covered, total, option, threshold in wanted if part and part[total]]
         if not measured:
-            need = "--interactions" if min_weighted is not None and min_ratio is None else "--catalog or --interactions"
-            raise CoverageInputError(
-                f"cannot check set '{entry['name']}' against a threshold: nothing to measure it against; pass {need}"
-            )
-        below += [(entry["name"], *fig) for fig in measured if fig[1] < fig[5]]
+            given = [what for what, part, *_ in wanted if part is not None]
+            reason = (f"the {' and the '.join(dict.fromkeys(given))} hold no ids for it" if given
+                      else "nothing to measure it against; pass " + (
+                          "--interactions" if min_ratio is None else "--catalog or --interactions"))
+            raise CoverageInputError(f"cannot check set '{entry['name']}' against a threshold: {reason}")
+        below += [(entry["name"], *m) for m in measured if m[1] < m[4] * m[2]]
     if below:
-        name, what, ratio, covered, total, option, threshold = below[0]
-        raise CoverageTooLowError(name, what, ratio, covered, total, option, threshold, len(below) - 1)
+        raise CoverageTooLowError(*below[0], others=len(below) - 1)
 
 
 def require_coverage(config: CoverageConfig, min_ratio: float | None = None,

@@ -1,17 +1,22 @@
-"""Coverage inputs loaded into DuckDB: id columns as text, and the catalogue's current content hashes.
+"""Coverage inputs loaded into DuckDB, and the catalogue's current content hashes.
 
-Ids are compared as text, written the way the files write them (an int64 id as its digits, a float
-id as ``12.0``), so spellings that only a lenient loader would merge are found and explained
-instead of silently matched or silently missed.
+Ids are compared as text, the way ``featctl embed`` stores them: integers (and integral floats,
+which embed reads as integers) as their digits, strings as written. A string such as ``"12.0"``
+or ``"012"`` therefore never silently matches or silently misses id 12: it is reported as a
+re-spelling.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-from dataclasses import dataclass
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
 import pyarrow as pa
 
 from featctl.errors import FeatctlError, SourceFormatError, UnknownColumnError, first_line
@@ -19,7 +24,13 @@ from featctl.pipeline.plan import content_hashes
 from featctl.pipeline.sources import Source, SourceSpec
 from featctl.pipeline.templates import Template
 
+if TYPE_CHECKING:
+    import duckdb
+
 log = logging.getLogger(__name__)
+
+_INTEGER = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+_FLOAT = ("FLOAT", "DOUBLE")
 
 
 def quote(name: str) -> str:
@@ -27,17 +38,26 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _json_types(path: str) -> dict[str, str]:
+    """Column → DuckDB type of a JSON Lines file, over every row (a key may first appear late)."""
+    import duckdb
+
+    try:
+        rows = duckdb.sql(f"DESCRIBE SELECT * FROM read_json_auto({_literal(path)}, sample_size = -1)").fetchall()
+    except duckdb.Error as exc:
+        raise SourceFormatError(f"{path}: cannot read as jsonl: {first_line(exc)}") from None
+    return {row[0]: row[1] for row in rows}
+
+
 def columns_of(spec: SourceSpec) -> list[str]:
     """Column names of a source; JSON Lines are asked of DuckDB, which accepts ids of mixed JSON types."""
-    if spec.resolved_format() != "jsonl":
-        return Source(spec).columns
-    if spec.path is None or not os.path.isfile(spec.path):
-        return Source(spec).columns  # raises the usual not-found error
-    try:
-        rows = duckdb.sql(f"DESCRIBE SELECT * FROM read_json_auto({_literal(spec.path)})").fetchall()
-    except duckdb.Error as exc:
-        raise SourceFormatError(f"{spec.path}: cannot read as jsonl: {first_line(exc)}") from None
-    return [row[0] for row in rows]
+    if spec.resolved_format() != "jsonl" or not os.path.isfile(spec.path or ""):
+        return Source(spec).columns  # also raises the usual not-found error
+    return list(_json_types(spec.path or ""))
 
 
 def check_columns(spec: SourceSpec, options: dict[str, tuple[str, str]]) -> None:
@@ -49,13 +69,16 @@ def check_columns(spec: SourceSpec, options: dict[str, tuple[str, str]]) -> None
 
 
 def load_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, options: dict[str, tuple[str, str]],
-                 table: str) -> int:
-    """Make ``table`` hold the chosen source columns, under their aliases; returns its rows.
+                 table: str) -> tuple[int, dict[str, str]]:
+    """Make ``table`` hold the chosen columns under their aliases; returns its rows and, per alias,
+    the SQL expression that writes its ids as text.
 
     ``options`` maps each alias to its column and the flag that chose it. Parquet stays a view
-    DuckDB scans in parallel, in its own types (cast to text only after grouping); delimited files
-    come through featctl's reader, as strings, so they read exactly as ``featctl embed`` reads them.
+    DuckDB scans in parallel (ids are cast to text only after grouping); delimited files come
+    through featctl's reader, so they read exactly as ``featctl embed`` reads them.
     """
+    import duckdb
+
     check_columns(spec, options)
     select = ", ".join(f"{quote(col)} AS {quote(alias)}" for alias, (col, _) in options.items())
     path = _literal(spec.path or "")
@@ -63,7 +86,10 @@ def load_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, options: dict
         if spec.resolved_format() == "parquet":
             con.execute(f"CREATE VIEW {table} AS SELECT {select} FROM read_parquet({path})")
         elif spec.resolved_format() == "jsonl":
-            types = ", ".join(f"{_literal(col)}: 'VARCHAR'" for col, _ in dict.fromkeys(options.values()))
+            found = _json_types(spec.path or "")
+            # A key holding numbers and strings has type JSON: read it as text, to be reported.
+            types = ", ".join(f"{_literal(col)}: '{'VARCHAR' if found[col] == 'JSON' else found[col]}'"
+                              for col, _ in dict.fromkeys(options.values()))
             con.execute(f"CREATE TABLE {table} AS SELECT {select} FROM read_json({path}, "
                         f"format = 'newline_delimited', columns = {{{types}}})")
         else:
@@ -76,9 +102,26 @@ def load_columns(con: duckdb.DuckDBPyConnection, spec: SourceSpec, options: dict
                 con.execute(f"CREATE TABLE {table} AS SELECT {select} FROM _featctl_input")
             finally:
                 con.unregister("_featctl_input")
-        return int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
+        rows = int(con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0])
     except duckdb.Error as exc:
         raise SourceFormatError(f"{spec.label}: cannot read it: {first_line(exc)}") from None
+    return rows, {alias: id_text(con, table, alias, f"{spec.label}: column '{col}' ({option})")
+                  for alias, (col, option) in options.items()}
+
+
+def id_text(con: duckdb.DuckDBPyConnection, table: str, column: str, where: str) -> str:
+    """SQL writing ``column``'s ids as featctl stores them; refuses types that cannot be ids."""
+    kind = con.execute(f"SELECT {quote(column)} FROM {table} LIMIT 0").description[0][1]
+    kind = str(kind).upper()
+    name = quote(column)
+    if kind == "VARCHAR":
+        return name
+    if kind in _INTEGER:
+        return f"CAST({name} AS VARCHAR)"
+    if kind in _FLOAT or kind.startswith("DECIMAL"):
+        return (f"CASE WHEN {name} = trunc({name}) AND abs({name}) < 9e18 "
+                f"THEN CAST(CAST({name} AS BIGINT) AS VARCHAR) ELSE CAST({name} AS VARCHAR) END")
+    raise SourceFormatError(f"{where} holds {kind} values; ids must be integers or strings")
 
 
 @dataclass(frozen=True)
@@ -121,5 +164,39 @@ def current_hashes(spec: SourceSpec, id_column: str, recipes: list[TextRecipe]) 
     return pa.table(columns), skipped
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+def current_hashes_in_child(spec: SourceSpec, id_column: str,
+                            recipes: list[TextRecipe]) -> tuple[pa.Table, dict[str, str]]:
+    """:func:`current_hashes` in a fresh interpreter, so its Python-bound work does not hold the GIL
+    the rest of the report needs. A plain subprocess, not multiprocessing: the caller's script is
+    never re-imported."""
+    with tempfile.TemporaryDirectory(prefix="featctl-rehash-") as folder:
+        job = {"spec": asdict(spec), "id_column": id_column, "recipes": [asdict(r) for r in recipes],
+               "folder": folder}
+        done = subprocess.run([sys.executable, "-m", __name__], input=json.dumps(job), capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            raise SourceFormatError(lines[-1] if lines else f"re-hashing {spec.label} failed")
+        with pa.OSFile(os.path.join(folder, "hashes.arrow"), "rb") as source:
+            table = pa.ipc.open_file(source).read_all()
+        with open(os.path.join(folder, "skipped.json"), encoding="utf-8") as fh:
+            skipped = json.load(fh)
+    return table, skipped
+
+
+def _child() -> None:
+    job = json.loads(sys.stdin.read())
+    try:
+        table, skipped = current_hashes(SourceSpec(**job["spec"]), job["id_column"],
+                                        [TextRecipe(**r) for r in job["recipes"]])
+    except FeatctlError as exc:
+        sys.exit(first_line(exc))
+    with pa.OSFile(os.path.join(job["folder"], "hashes.arrow"), "wb") as sink, \
+            pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    with open(os.path.join(job["folder"], "skipped.json"), "w", encoding="utf-8") as fh:
+        json.dump(skipped, fh)
+
+
+if __name__ == "__main__":
+    _child()

@@ -5,31 +5,36 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
-import multiprocessing
 import os
-import threading
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from featctl.errors import CoverageInputError, EmptyStoreError, FeatctlError, UnknownSetError, first_line
+from featctl.errors import (
+    CoverageInputError,
+    EmptyStoreError,
+    FeatctlError,
+    SourceNotFoundError,
+    UnknownColumnError,
+    UnknownSetError,
+    first_line,
+)
 from featctl.pipeline.coverage import figures
-from featctl.pipeline.coverage.advice import set_warnings
 from featctl.pipeline.coverage.inputs import (
     TextRecipe,
     check_columns,
     columns_of,
     current_hashes,
+    current_hashes_in_child,
+    id_text,
     load_columns,
-    quote,
 )
 from featctl.pipeline.coverage.save import save_report
+from featctl.pipeline.coverage.set_report import Catalog, SetInputs, set_report
 from featctl.pipeline.coverage.vectors import vector_health
 from featctl.pipeline.sources import SourceSpec
 from featctl.stores.feature_set import FeatureSet
@@ -39,7 +44,7 @@ from featctl.stores.store import open_store
 log = logging.getLogger(__name__)
 
 SCHEMA = 1
-PROCESS_BYTES = 16 << 20  # catalogues bigger than this are re-hashed in a second process
+CHILD_BYTES = 16 << 20  # catalogues bigger than this are re-hashed in a child process
 
 
 @dataclass(frozen=True)
@@ -66,7 +71,15 @@ class CoverageConfig:
     def __post_init__(self) -> None:
         if self.list_missing < 0:
             raise CoverageInputError(f"--list-missing must be 0 or more, not {self.list_missing}")
-        object.__setattr__(self, "sets", tuple(self.sets))
+        for column, spec, option, needs in ((self.catalog_id, self.catalog, "--id", "--catalog"),
+                                            (self.users_id, self.users, "--user-id", "--users")):
+            if column is not None and spec is None:
+                raise CoverageInputError(f"{option} names the id column of {needs} FILE; pass {needs} too")
+        for spec, option in ((self.interactions, "--interactions"), (self.catalog, "--catalog"),
+                             (self.users, "--users")):
+            if spec is not None and spec.path is not None and not os.path.isfile(spec.path):
+                raise SourceNotFoundError(spec.path, option)
+        object.__setattr__(self, "sets", tuple(dict.fromkeys(self.sets)))
 
 
 @dataclass(frozen=True)
@@ -94,21 +107,14 @@ class CoverageReport:
         write_text_atomic(path, render_html(self.data))
 
 
-@dataclass(frozen=True)
-class _Catalog:
-    spec: SourceSpec
-    id_column: str
-    origin: str
-    table: str  # the catalogue's ids, loaded once however many sets use it
-    distinct: str
-
-
 def coverage(config: CoverageConfig) -> CoverageReport:
     """Measure the chosen sets; fails on bad input before anything is written to the store.
 
     Re-hashing catalogue rows (Python-bound) runs beside the rest, while DuckDB and numpy load
     the inputs and check the vectors.
     """
+    import duckdb
+
     store = open_store(config.store)
     known = store.sets()
     if not known:
@@ -123,36 +129,38 @@ def coverage(config: CoverageConfig) -> CoverageReport:
         options = {e: (config.item_col if e == "item" else config.user_col, f"--{e}-col") for e in entities}
         check_columns(config.interactions, options)
     catalogs = _resolve_catalogs(config, sets)
-    if config.save:  # importing matplotlib takes a second: let it overlap DuckDB's work
-        threading.Thread(target=importlib.import_module, args=("featctl.pipeline.coverage.html",), daemon=True).start()
-    with _hashing_pool(catalogs) as pool, duckdb.connect() as con:
+    with ThreadPoolExecutor(1, thread_name_prefix="featctl-rehash") as pool, duckdb.connect() as con:
         hashing = pool.submit(_current_hashes, config, sets, catalogs)
         figures.setup(con)
-        interactions = None
+        interactions, texts = None, {}
         if config.interactions is not None:
-            rows = load_columns(con, config.interactions, options, "inter")
+            rows, texts = load_columns(con, config.interactions, options, "inter")
             interactions = {"path": config.interactions.label, "rows": rows}
-        columns = {e: options[e][0] if e in options else None for e in ("item", "user")}
-        pops = {e: figures.popularity(con, "inter", e if columns[e] else None, f"pop_{e}") for e in columns}
+        pops = {e: figures.popularity(con, "inter", e if e in texts else None, texts.get(e, ""), f"pop_{e}")
+                for e in ("item", "user")}
         summaries = {}
         for catalog in {c.table: c for c in catalogs.values()}.values():
-            load_columns(con, catalog.spec, {"id": (catalog.id_column, _id_option(catalog))}, catalog.table)
-            summaries[catalog.table] = figures.catalog_summary(con, catalog.table, catalog.distinct,
+            _, text = load_columns(con, catalog.spec, {"id": (catalog.id_column, catalog.option)}, catalog.table)
+            summaries[catalog.table] = figures.catalog_summary(con, catalog.table, text["id"], catalog.distinct,
                                                                config.list_missing)
         latest = {fs.name: fs.latest() for fs in sets}
         health = {fs.name: vector_health(fs, latest[fs.name], config.list_missing) for fs in sets}
         fresh, notes = hashing.result()
         reports = []
         for index, fs in enumerate(sets):
+            table = None
             if fs.name in fresh:
+                table = f"fresh_{index}"
                 con.register("_featctl_hashes", fresh[fs.name])
-                con.execute(f"CREATE TABLE {_fresh(fs)} AS SELECT DISTINCT CAST(id AS VARCHAR) AS id, hash "
-                            "FROM _featctl_hashes")
+                text = id_text(con, "_featctl_hashes", "id", f"{catalogs[fs.name].spec.label}: its id column")
+                con.execute(f"CREATE TABLE {table} AS SELECT DISTINCT {text} AS id, hash FROM _featctl_hashes")
                 con.unregister("_featctl_hashes")
             catalog = catalogs.get(fs.name)
-            reports.append(_set_report(con, index, fs, latest[fs.name], health[fs.name], catalog,
-                                       summaries[catalog.table] if catalog else {}, pops[fs.entry["entity"]],
-                                       columns[fs.entry["entity"]], notes.get(fs.name), config.list_missing))
+            entity = fs.entry["entity"]
+            given = SetInputs(index, fs, latest[fs.name], health[fs.name], catalog,
+                              summaries[catalog.table] if catalog else {}, options.get(entity, (None,))[0],
+                              pops[entity], table, notes.get(fs.name))
+            reports.append(set_report(con, given, config.list_missing))
     data = {"schema": SCHEMA, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "store": os.path.abspath(store.root), "interactions": interactions, "sets": reports}
     report = CoverageReport(data)
@@ -161,45 +169,37 @@ def coverage(config: CoverageConfig) -> CoverageReport:
     return report
 
 
-def _hashing_pool(catalogs: dict[str, _Catalog]) -> Executor:
-    """Where catalogue rows are re-hashed: a second process for big catalogues (Python-bound work
-    that would otherwise hold the GIL the rest needs), a thread for small ones (no start-up cost)."""
-    paths = {c.spec.path for c in catalogs.values() if c.spec.path}
-    if sum(os.path.getsize(p) for p in paths) > PROCESS_BYTES:
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-    return ThreadPoolExecutor(1, thread_name_prefix="featctl-hash")
-
-
-def _resolve_catalogs(config: CoverageConfig, sets: list[FeatureSet]) -> dict[str, _Catalog]:
+def _resolve_catalogs(config: CoverageConfig, sets: list[FeatureSet]) -> dict[str, Catalog]:
     """Each set's catalogue (explicit, else the file it was embedded from), columns checked."""
-    tables: dict[tuple[str, str, str], tuple[str, str]] = {}
-    out: dict[str, _Catalog] = {}
+    tables: dict[tuple[str, str, str], int] = {}
+    out: dict[str, Catalog] = {}
     for fs in sets:
         entity, source = fs.entry["entity"], fs.entry.get("source", {})
-        spec, id_column, origin = ((config.catalog, config.catalog_id, "--catalog") if entity == "item"
-                                   else (config.users, config.users_id, "--users"))
+        spec, id_column, origin, option = ((config.catalog, config.catalog_id, "--catalog", "--id") if entity == "item"
+                                           else (config.users, config.users_id, "--users", "--user-id"))
         if spec is None and source.get("path") and os.path.isfile(source["path"]):
-            spec, id_column, origin = SourceSpec(path=source["path"], format=source.get("format")), None, "set source"
+            spec, origin = SourceSpec(path=source["path"], format=source.get("format"),
+                                      encoding=source.get("encoding", "utf-8")), "set source"
         if spec is None:
             continue
         if id_column is None:
+            id_column = str(fs.entry.get("id_column"))
             available = columns_of(spec)
-            id_column = fs.entry.get("id_column") if fs.entry.get("id_column") in available else available[0]
-        catalog = _Catalog(spec, id_column, origin, "", "")
-        check_columns(spec, {"id": (id_column, _id_option(catalog))})
-        number = len(tables)
-        table, distinct = tables.setdefault((spec.label, id_column, origin), (f"cat_{number}", f"catd_{number}"))
-        out[fs.name] = _Catalog(spec, id_column, origin, table, distinct)
+            if id_column not in available:
+                raise UnknownColumnError(id_column, f"{spec.label} (set '{fs.name}' keeps its ids in it; "
+                                                    f"pass {option} to name the catalogue's id column)", available)
+        check_columns(spec, {"id": (id_column, option)})
+        number = tables.setdefault((spec.label, id_column, origin), len(tables))
+        out[fs.name] = Catalog(spec, id_column, origin, option, f"cat_{number}", f"catd_{number}")
     return out
 
 
-def _id_option(catalog: _Catalog) -> str:
-    return "--user-id" if catalog.origin == "--users" else "--id"
-
-
 def _current_hashes(config: CoverageConfig, sets: list[FeatureSet],
-                    catalogs: dict[str, _Catalog]) -> tuple[dict[str, pa.Table], dict[str, str | None]]:
-    """Per text set, the catalogue's (id, hash) pairs as they would be embedded today, or why not."""
+                    catalogs: dict[str, Catalog]) -> tuple[dict[str, pa.Table], dict[str, str | None]]:
+    """Per text set, the catalogue's (id, hash) pairs as they would be embedded today, or why not.
+
+    Catalogues over ``CHILD_BYTES`` are re-hashed in a child process, the rest on this thread.
+    """
     notes: dict[str, str | None] = {}
     groups: dict[str, list[FeatureSet]] = {}
     for fs in sets:
@@ -217,8 +217,10 @@ def _current_hashes(config: CoverageConfig, sets: list[FeatureSet],
     for members in groups.values():
         catalog = catalogs[members[0].name]
         recipes = [TextRecipe(fs.name, fs.recipe["template"], fs.entry["recipe_hash"]) for fs in members]
+        big = catalog.spec.path is not None and os.path.getsize(catalog.spec.path) > CHILD_BYTES
         try:
-            hashes, skipped = current_hashes(catalog.spec, catalog.id_column, recipes)
+            hashes, skipped = (current_hashes_in_child if big else current_hashes)(
+                catalog.spec, catalog.id_column, recipes)
         except FeatctlError as exc:
             notes.update({fs.name: f"not checked: {first_line(exc)}" for fs in members})
             continue
@@ -227,104 +229,3 @@ def _current_hashes(config: CoverageConfig, sets: list[FeatureSet],
             if fs.name not in skipped:
                 fresh[fs.name] = pa.table({"id": hashes["id"], "hash": hashes[fs.name]})
     return fresh, notes
-
-
-def _fresh(fs: FeatureSet) -> str:
-    return quote(f"fresh_{fs.name}")
-
-
-def _set_report(con: duckdb.DuckDBPyConnection, index: int, fs: FeatureSet, latest: pa.Table,
-                health: dict[str, Any], catalog: _Catalog | None, summary: dict[str, Any], pop: dict[str, int],
-                column: str | None, stale_note: str | None, examples: int) -> dict[str, Any]:
-    stored, status = f"stored_{index}", f"status_{index}"
-    con.register("_featctl_latest", latest.select(["id", "content_hash", "error"]))
-    con.execute(f"CREATE TABLE {stored} AS SELECT CAST(id AS VARCHAR) AS id, content_hash AS hash, error "
-                "FROM _featctl_latest")
-    con.unregister("_featctl_latest")
-    checked = stale_note is None
-    figures.build_status(con, status, stored, f"pop_{fs.entry['entity']}", catalog.distinct if catalog else None,
-                         _fresh(fs) if checked else None)
-    int_ids = fs.id_type == pa.int64()
-    f = figures.set_figures(con, status, stored, examples, int_ids)
-    cat_ids, cat_cov, cat_fresh, int_n, int_cov, int_rows, int_cov_rows, nic_ids, nic_rows = f["totals"]
-    as_id = _id_caster(int_ids)
-    failures = latest["error"].drop_null().value_counts().to_pylist()
-    report: dict[str, Any] = {
-        "name": fs.name, "entity": fs.entry["entity"], "modality": fs.entry["modality"],
-        "encoder": fs.entry["encoder"], "dim": fs.dim, "dtype": fs.dtype, "id_type": fs.entry["id_type"],
-        "stored": {"ids": latest.num_rows, "vectors": latest.num_rows - sum(v["counts"] for v in failures),
-                   "failed": sum(v["counts"] for v in failures)},
-        "catalog": None, "interactions": None, "buckets": [],
-    }
-    if catalog is not None:
-        report["catalog"] = {
-            "path": catalog.spec.label, "id_column": catalog.id_column, "origin": catalog.origin,
-            "rows": summary["rows"], "ids": cat_ids, "covered": cat_cov, "ratio": _ratio(cat_cov, cat_ids),
-            "fresh": cat_fresh if checked else None, "fresh_ratio": _ratio(cat_fresh, cat_ids) if checked else None,
-            "empty_ids": summary["empty_ids"], "duplicate_ids": summary["duplicate_ids"],
-            "duplicate_examples": [as_id(i) for i in summary["duplicate_examples"]],
-        }
-    if column is not None:
-        report["interactions"] = {
-            "column": column, "rows": int_rows, "empty_ids": pop["empty_ids"], "ids": int_n, "covered": int_cov,
-            "ratio": _ratio(int_cov, int_n), "covered_rows": int_cov_rows,
-            "weighted_ratio": _ratio(int_cov_rows, int_rows),
-        }
-    for name in figures.BUCKETS:
-        if name in f["buckets"]:
-            ids, covered, rows, covered_rows = (int(v or 0) for v in f["buckets"][name])
-            report["buckets"].append({
-                "name": name, "ids": ids, "covered": covered, "ratio": _ratio(covered, ids), "interactions": rows,
-                "covered_interactions": covered_rows, "weighted_ratio": _ratio(covered_rows, rows),
-            })
-    report["missing"] = _missing(f, checked, stale_note, as_id)
-    report["vectors"] = health
-    max_id, known = figures.id_range(con, status, stored) if int_ids else (None, 0)
-    report["id_space"] = {
-        "id_type": fs.entry["id_type"], "ids": known if int_ids else None, "max_id": max_id,
-        "gap": None if max_id is None else max_id + 1 - known,
-        "not_in_catalog": ({"ids": nic_ids, "rows": nic_rows, "examples": [as_id(i) for i in f["not_in_catalog"]]}
-                           if catalog is not None and column is not None else None),
-        "forms": {"interactions": figures.forms(con, f"pop_{fs.entry['entity']}") if column else {},
-                  "catalog": figures.forms(con, catalog.distinct) if catalog else {},
-                  "stored": {k: int(v) for k, v in f["stored_forms"].items()}},
-        "mismatches": [
-            {"source": source, "kind": kind, "ids": int(ids), "rows": int(rows or 0),
-             "examples": [[pair[0], as_id(pair[1])] for pair in pairs], "fix": figures.FIXES.get(kind, "")}
-            for source, kind, ids, rows, pairs in f["mismatches"]
-        ],
-    }
-    report["warnings"] = set_warnings(report)
-    return report
-
-
-def _missing(f: dict[str, Any], checked: bool, note: str | None, as_id: Any) -> dict[str, Any]:
-    failed: dict[str, int] = {}
-    counts = {"never encoded": 0, "stale": 0}
-    for state, reason, count in f["missing"]:
-        if state == "failed":
-            failed[reason] = int(count)
-        else:
-            counts[state] = int(count)
-    examples: dict[str, Any] = {"never_encoded": [], "failed": {}, "stale": []}
-    for state, reason, ids in f["missing_examples"]:
-        values = [as_id(i) for i in ids]
-        if state == "failed":
-            examples["failed"][reason] = values
-        else:
-            examples[state.replace(" ", "_")] = values
-    return {
-        "total": counts["never encoded"] + sum(failed.values()) + counts["stale"],
-        "never_encoded": counts["never encoded"], "failed": failed,
-        "stale": counts["stale"] if checked else None, "stale_note": note, "examples": examples,
-    }
-
-
-def _id_caster(int_ids: bool) -> Any:
-    def cast(value: str) -> int | str:
-        return int(value) if int_ids and value.lstrip("-").isdigit() and value == str(int(value)) else value
-    return cast
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return None if not whole else part / whole

@@ -7,6 +7,7 @@ Reads the latest vector of every id part by part, in bounded batches, keeping on
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from featctl.errors import StoreError, first_line
 from featctl.stores.feature_set import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def vector_health(fs: FeatureSet, latest: pa.Table, examples: int = 5) -> dict[s
             continue
         rows = picked["row"].to_numpy()
         start = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=READ_ROWS, columns=["vector"]):
+        for batch in _vector_batches(fs, path):
             lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
             if hi > lo:
                 raw = _values(batch.column(0), fs.dim)[rows[lo:hi] - start]
@@ -69,6 +71,20 @@ def vector_health(fs: FeatureSet, latest: pa.Table, examples: int = 5) -> dict[s
         counts, edges = np.histogram(finite_norms, bins=BINS, range=((low + high) / 2 - pad, (low + high) / 2 + pad))
         report["histogram"] = {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
     return report
+
+
+def _vector_batches(fs: FeatureSet, path: str) -> Iterator[pa.RecordBatch]:
+    """The vector column of one part in bounded batches; a part that is not what the manifest says
+    is a :class:`StoreError`, never a traceback."""
+    try:
+        part = pq.ParquetFile(path)
+        kind = part.schema_arrow.field("vector").type
+        if not pa.types.is_fixed_size_list(kind) or kind.list_size != fs.dim:
+            raise ValueError(f"its vector column is {kind}, not {fs.dim}-wide vectors")
+        yield from part.iter_batches(batch_size=READ_ROWS, columns=["vector"])
+    except (OSError, KeyError, ValueError, pa.ArrowException) as exc:
+        raise StoreError(f"cannot read part {path} of set '{fs.name}' ({first_line(exc)}); "
+                         f"run featctl info {fs.name} --verify") from None
 
 
 def _values(column: pa.FixedSizeListArray, dim: int) -> np.ndarray:
