@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from featctl.pipeline.coverage.inputs import quote
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -59,7 +61,7 @@ def popularity(con: duckdb.DuckDBPyConnection, table: str, column: str | None, t
     if column is None:
         con.execute(f"CREATE TABLE {name} (id VARCHAR, n BIGINT, bucket VARCHAR)")
         return {"rows": 0, "empty_ids": 0}
-    grouped = f"SELECT {text} AS id, count(*) AS n FROM {table} GROUP BY {column}"
+    grouped = f"SELECT {text} AS id, count(*) AS n FROM {table} GROUP BY {quote(column)}"
     con.execute(f"CREATE TEMP TABLE {name}_all AS {grouped}")
     con.execute(f"""
         CREATE TABLE {name} AS
