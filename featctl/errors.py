@@ -145,3 +145,32 @@ class CoverageTooLowError(FeatctlError):
 
 class CoverageInputError(FeatctlError):
     """Coverage asked for something its inputs cannot measure."""
+
+
+# neighbors
+class NeighborsInputError(FeatctlError):
+    """A neighbour query that cannot be answered as asked (options, vectors, dimensions)."""
+
+
+class UnknownIdError(NeighborsInputError):
+    def __init__(self, value: object, name: str, close: Iterable[object]) -> None:
+        close = list(close)
+        hint = f"close ids: {_listing(close)}" if close else "the set has no ids close to it"
+        super().__init__(f"no id {value} in set '{name}'; {hint}")
+
+
+class IndexRequiredError(FeatctlError):
+    def __init__(self, name: str, rows: int, limit: int) -> None:
+        super().__init__(
+            f"set '{name}' has {rows:,} vectors, more than the {limit:,} searched exactly without an index; "
+            f"build one first with featctl index {name}"
+        )
+
+
+class QueryEncoderError(FeatctlError):
+    def __init__(self, name: str, encoder: str, reason: str) -> None:
+        super().__init__(f"cannot encode --text for set '{name}' with its encoder '{encoder}': {reason}")
+
+
+class IndexBuildError(FeatctlError):
+    """An index that cannot be built as asked (bad kind or memory budget, nothing to index)."""

@@ -1,0 +1,117 @@
+"""FAISS indexes in the store: ``indexes/<set>/`` holds the index, its row → id map and ``index.json``.
+
+A folder is written whole under a temporary name and renamed into place, so a reader sees the old
+index or the new one, never half of one. ``index.json`` records the fingerprint of the set's parts
+at build time: when the set changes, the index knows it is stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from featctl.errors import StoreError
+from featctl.stores.feature_set import FeatureSet
+from featctl.stores.files import fsync_dir, write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+def set_fingerprint(fs: FeatureSet) -> str:
+    """A digest of the set's parts (files and checksums): it changes whenever the set does."""
+    parts = [(p["file"], p["sha256"]) for p in fs.entry["parts"]]
+    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
+
+
+def index_folder(root: str, name: str) -> str:
+    return os.path.join(root, "indexes", name)
+
+
+@dataclass
+class LoadedIndex:
+    """An index ready to search: search parameters applied, row ``r`` is ``ids[r]``."""
+
+    index: Any
+    ids: pa.Array
+    hashes: pa.Array
+    info: dict[str, Any]
+
+    def stale(self, fs: FeatureSet) -> bool:
+        return self.info.get("set_fingerprint") != set_fingerprint(fs)
+
+
+def load_index(root: str, name: str) -> LoadedIndex | None:
+    """The set's index, or ``None`` when none was built."""
+    import faiss
+
+    folder = index_folder(root, name)
+    if not os.path.isfile(os.path.join(folder, "index.json")):
+        return None
+    try:
+        with open(os.path.join(folder, "index.json"), encoding="utf-8") as fh:
+            info = json.load(fh)
+        index = faiss.read_index(os.path.join(folder, "index.faiss"))
+        table = pq.read_table(os.path.join(folder, "ids.parquet"))
+    except (OSError, ValueError, RuntimeError, pa.ArrowInvalid) as exc:
+        raise StoreError(f"cannot read the index of set '{name}' in {folder} ({exc}); rebuild it with "
+                         f"featctl index {name} --rebuild") from None
+    if index.ntotal != table.num_rows:
+        raise StoreError(f"the index of set '{name}' holds {index.ntotal} rows but its id map {table.num_rows}; "
+                         f"rebuild it with featctl index {name} --rebuild")
+    apply_search_params(index, info["kind"], info["params"])
+    return LoadedIndex(index, table["id"].combine_chunks(), table["content_hash"].combine_chunks(), info)
+
+
+def apply_search_params(index: Any, kind: str, params: dict[str, Any]) -> None:
+    """Set efSearch (HNSW) or nprobe and k_factor (IVF-PQ with exact re-ranking) on a loaded index."""
+    import faiss
+
+    if kind == "hnsw":
+        index.hnsw.efSearch = int(params["efSearch"])
+    elif kind == "ivf-pq":
+        refine = faiss.downcast_index(index)
+        if isinstance(refine, faiss.IndexRefine):
+            refine.k_factor = float(params["k_factor"])
+            base = faiss.downcast_index(refine.base_index)
+        else:
+            base = refine
+        faiss.extract_index_ivf(base).nprobe = int(params["nprobe"])
+
+
+def save_index(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array, info: dict[str, Any]) -> int:
+    """Write the folder under a temporary name, then swap it in; returns the index's size in bytes."""
+    import faiss
+
+    final = index_folder(root, name)
+    parent = os.path.dirname(final)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        faiss.write_index(index, os.path.join(tmp, "index.faiss"))
+        size = os.path.getsize(os.path.join(tmp, "index.faiss"))
+        row = pa.array(range(len(ids)), pa.int64())
+        pq.write_table(pa.table({"row": row, "id": ids, "content_hash": hashes}), os.path.join(tmp, "ids.parquet"))
+        write_json_atomic(os.path.join(tmp, "index.json"), {**info, "bytes": size})
+        fsync_dir(tmp)
+        old = None
+        if os.path.isdir(final):
+            old = os.path.join(parent, f".{name}.old-{os.getpid()}")
+            os.replace(final, old)
+        os.replace(tmp, final)
+        fsync_dir(parent)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise StoreError(f"cannot write the index of set '{name}' under {parent}: {exc.strerror or exc}") from None
+    return size
