@@ -15,13 +15,17 @@ from featctl.errors import FeatctlError
 from featctl.pipeline.compact import compact
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.coverage import CoverageConfig, CoverageReport, check_coverage, coverage, require_coverage
+from featctl.pipeline.index_build import IndexConfig, IndexResult, build_index
+from featctl.pipeline.neighbors import NeighborsConfig, NeighborsResult, neighbors
 from featctl.pipeline.runner import embed
 from featctl.pipeline.sources import SourceSpec
 from featctl.stores.feature_set import FeatureSet
+from featctl.stores.indexes import LoadedIndex, load_index
 from featctl.stores.store import Store, open_store
 
 __version__ = "0.1.0"
 
 __all__ = ["CoverageConfig", "CoverageReport", "EmbedConfig", "EmbedResult", "FeatctlError", "FeatureSet",
-           "SourceSpec", "Store", "check_coverage", "compact", "coverage", "embed", "open_store", "require_coverage",
-           "__version__"]
+           "IndexConfig", "IndexResult", "LoadedIndex", "NeighborsConfig", "NeighborsResult", "SourceSpec", "Store",
+           "build_index", "check_coverage", "compact", "coverage", "embed", "load_index", "neighbors", "open_store",
+           "require_coverage", "__version__"]

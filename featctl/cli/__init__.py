@@ -44,7 +44,7 @@ def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what
 
 
 def _register() -> None:
-    from featctl.cli import coverage, embed, index, store  # noqa: F401  (commands register themselves on import)
+    from featctl.cli import coverage, embed, index, neighbors, store  # noqa: F401  (commands register themselves on import)
 
 
 _register()
