@@ -144,7 +144,8 @@ def finite_vectors(fs: FeatureSet) -> tuple[pa.Array, pa.Array, np.ndarray, int]
     keep = pa.array(finite)
     ids = table["id"].combine_chunks().filter(keep)
     hashes = table["content_hash"].combine_chunks().filter(keep)
-    return ids, hashes, np.ascontiguousarray(matrix[finite]), int((~finite).sum())
+    kept = matrix if finite.all() else matrix[finite]
+    return ids, hashes, np.ascontiguousarray(kept), int((~finite).sum())
 
 
 def _metric(metric: str) -> int:
@@ -196,9 +197,7 @@ def _tune(index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, met
     # the index is easier than finding the neighbours of one that is not, and would flatter recall.
     rows = np.random.default_rng(config.seed).choice(len(matrix), min(config.queries, len(matrix)), replace=False)
     queries = matrix[rows]
-    exact = faiss.IndexFlatIP(matrix.shape[1]) if metric == "ip" else faiss.IndexFlatL2(matrix.shape[1])
-    exact.add(matrix)
-    truth = _without_self(exact.search(queries, K + 1)[1], rows)
+    truth = _without_self(faiss.knn(queries, matrix, K + 1, metric=_metric(metric))[1], rows)  # no second copy
     if kind == "hnsw":
         ladder = [{**params, "efSearch": ef} for ef in EF_LADDER]
     else:

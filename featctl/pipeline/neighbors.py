@@ -5,12 +5,12 @@ built, else exactly on the fly for sets small enough; side by side with another 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +20,10 @@ from featctl.errors import IndexRequiredError, NeighborsInputError, UnknownIdErr
 from featctl.pipeline.neighbor_display import encode_text, lookup_display
 from featctl.stores.feature_set import FeatureSet, vector_matrix
 from featctl.stores.files import check_writable_file, commit_file
+from featctl.stores.indexes import load_index
 from featctl.stores.store import open_store
+
+log = logging.getLogger(__name__)
 
 EXACT_LIMIT = 100_000  # sets up to this many vectors are searched exactly without an index
 BATCH_QUERIES = 4096  # queries per FAISS call for --all
@@ -140,14 +143,6 @@ class NeighborsResult:
                 "warnings": self.warnings, "seconds": round(self.seconds, 3), "queries": queries}
 
 
-def _load_index(root: str, name: str) -> Any:
-    try:
-        from featctl.stores.indexes import load_index
-    except ImportError:  # no index support yet: every set is searched exactly
-        return None
-    return load_index(root, name)
-
-
 class Searcher:
     """A set's index, or an exact flat index over its finite vectors, with scores as users read them
     (inner product for ``ip`` sets, Euclidean distance for ``l2`` sets)."""
@@ -156,7 +151,7 @@ class Searcher:
         self.fs = fs
         self.metric = str(fs.entry.get("metric", "ip"))
         self._vectors: tuple[pa.Array, np.ndarray, np.ndarray] | None = None
-        loaded = _load_index(root, fs.name)
+        loaded = load_index(root, fs.name)
         if loaded is not None:
             if loaded.stale(fs):
                 warnings.append(f"index of {fs.name} is stale: the set changed since it was built; "
@@ -173,6 +168,8 @@ class Searcher:
         ids, matrix, finite = self.vectors()
         self.excluded = int((~finite).sum())
         self.ids = ids.filter(pa.array(finite))
+        import faiss
+
         self.index = faiss.IndexFlatIP(fs.dim) if self.metric == "ip" else faiss.IndexFlatL2(fs.dim)
         self.index.add(np.ascontiguousarray(matrix[finite]))
         self.kind = "exact"

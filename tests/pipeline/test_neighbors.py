@@ -263,7 +263,7 @@ def test_a_built_index_is_used_and_a_stale_one_warns(items: dict[str, Path], mon
                                                      tmp_path: Path) -> None:
     ids, matrix = stored(items["store"], "item_text")
     monkeypatch.setattr(nb, "EXACT_LIMIT", 0)  # only the index can answer
-    monkeypatch.setattr(nb, "_load_index", lambda root, name: _Loaded(ids[:-1], matrix[:-1], stale=True))
+    monkeypatch.setattr(nb, "load_index", lambda root, name: _Loaded(ids[:-1], matrix[:-1], stale=True))
     result = neighbors(NeighborsConfig("item_text", store=str(items["store"]), ids=(2,), k=3, exclude_self=True))
     assert result.search == "index (flat)"
     assert "index of item_text is stale: the set changed since it was built; run featctl index item_text" \
