@@ -32,8 +32,9 @@ def index(
         return print_json(result.to_dict())
     i = result.info
     params = ", ".join(f"{k}={v}" for k, v in i["params"].items()) or "exact"
-    console.print(f"{name}: index {result.action} — {i['kind']} ({params}) over {i['rows']:,} vectors, "
-                  f"recall@10 {i['recall_at_10']:.3f} on {i['recall_queries']} queries, "
+    measured = (f"recall@10 {i['recall_at_10']:.3f} on {i['recall_queries']} held-out vectors"
+                if i["kind"] != "flat" else "exact search")
+    console.print(f"{name}: index {result.action} — {i['kind']} ({params}) over {i['rows']:,} vectors, {measured}, "
                   f"{human_bytes(i['bytes'])}, built in {i['build_seconds']:.1f} s → {result.path}", soft_wrap=True)
     if i.get("added_rows"):
         console.print(f"  {i['added_rows']:,} rows added since the recall was measured (--rebuild re-tunes)")

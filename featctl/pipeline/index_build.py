@@ -116,16 +116,23 @@ def build_index(config: IndexConfig, progress: Callable[[str], None] | None = No
         kind = wanted or choose_kind(len(ids), fs.dim, parse_size(config.memory))
         started = time.perf_counter()
         say(f"building a {kind} index over {len(ids):,} vectors")
+        # Recall is measured on stored vectors held out of the index until tuning is done: finding a
+        # vector that is in the index is easier than finding the neighbours of one that is not.
+        held_out = 0 if kind == "flat" or len(ids) < 2 else min(config.queries, max(1, len(ids) // 10))
+        held = np.sort(np.random.default_rng(config.seed).choice(len(ids), held_out, replace=False))
         try:
-            index, params = _build(kind, matrix, fs.entry["metric"], parse_size(config.memory))
+            index, params = _build(kind, matrix, held, fs.entry["metric"], parse_size(config.memory))
             say("measuring recall against exact search")
-            recall, params = _tune(index, kind, params, matrix, fs.entry["metric"], config)
+            recall, params = _tune(index, kind, params, matrix, held, fs.entry["metric"], config.target_recall)
+            _add_rows(index, matrix, held)
         except (RuntimeError, MemoryError) as exc:  # FAISS reports its failures as RuntimeError
             raise IndexBuildError(f"FAISS could not build a {kind} index of set '{fs.name}': {first_line(exc)}") \
                 from None
+        order = pa.array(np.concatenate([np.setdiff1d(np.arange(len(ids)), held), held]))
+        ids, hashes = ids.take(order), hashes.take(order)
         info = {
             "set": fs.name, "kind": kind, "metric": fs.entry["metric"], "dim": fs.dim, "rows": len(ids),
-            "params": params, "recall_at_10": recall, "recall_queries": min(config.queries, len(ids)),
+            "params": params, "recall_at_10": recall, "recall_queries": len(held),
             "target_recall": config.target_recall, "build_seconds": round(time.perf_counter() - started, 3),
             "excluded_nonfinite": excluded, "set_fingerprint": set_fingerprint(fs), "added_rows": 0,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "faiss": _faiss_version(),
@@ -154,18 +161,31 @@ def _metric(metric: str) -> int:
     return faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
 
 
-def _build(kind: str, matrix: np.ndarray, metric: str, memory: int) -> tuple[Any, dict[str, Any]]:
+def _add_rows(index: Any, matrix: np.ndarray, rows: np.ndarray, skip: np.ndarray | None = None) -> None:
+    """Add ``matrix[rows]``, or with ``skip`` every row but those, in contiguous slices (no copy)."""
+    if skip is None:
+        if len(rows):
+            index.add(np.ascontiguousarray(matrix[rows]))
+        return
+    edges = [-1, *skip.tolist(), len(matrix)]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi > lo + 1:
+            index.add(matrix[lo + 1:hi])
+
+
+def _build(kind: str, matrix: np.ndarray, held: np.ndarray, metric: str, memory: int) -> tuple[Any, dict[str, Any]]:
+    """An index over every row but ``held``, and its parameters before tuning."""
     import faiss
 
     n, dim = matrix.shape
     if kind == "flat":
         index = faiss.IndexFlatIP(dim) if metric == "ip" else faiss.IndexFlatL2(dim)
-        index.add(matrix)
+        _add_rows(index, matrix, held, skip=held)
         return index, {}
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, HNSW_M, _metric(metric))
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-        index.add(matrix)
+        _add_rows(index, matrix, held, skip=held)
         return index, {"M": HNSW_M, "efConstruction": HNSW_EF_CONSTRUCTION, "efSearch": EF_LADDER[0]}
     if n < IVF_MIN:
         raise IndexBuildError(f"an ivf-pq index needs at least {IVF_MIN:,} vectors to train its quantizers "
@@ -179,25 +199,25 @@ def _build(kind: str, matrix: np.ndarray, metric: str, memory: int) -> tuple[Any
                               "raise --memory")
     factory = f"IVF{nlist},PQ{m}x{nbits}" + (",RFlat" if refine else "")
     index = faiss.index_factory(dim, factory, _metric(metric))
-    train = matrix if n <= 256 * nlist else matrix[np.random.default_rng(0).choice(n, 256 * nlist, replace=False)]
-    index.train(train)
-    index.add(matrix)
+    sample = min(n, max(64 * nlist, 2 ** nbits * 64))  # k-means needs tens of points per centroid, not all
+    index.train(np.ascontiguousarray(matrix[np.sort(np.random.default_rng(0).choice(n, sample, replace=False))]))
+    _add_rows(index, matrix, held, skip=held)
     return index, {"nlist": nlist, "m": m, "nbits": nbits, "refine": refine, "nprobe": 1,
                    "k_factor": K_FACTORS[0] if refine else 1}
 
 
-def _tune(index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, metric: str,
-          config: IndexConfig) -> tuple[float, dict[str, Any]]:
-    """The cheapest search parameters reaching the target recall@10 (or the best there is)."""
+def _tune(index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, held: np.ndarray, metric: str,
+          target: float) -> tuple[float, dict[str, Any]]:
+    """The cheapest search parameters reaching the target recall@10 on the held-out rows (or the best)."""
     import faiss
 
-    if kind == "flat":
+    if kind == "flat" or not len(held):
         return 1.0, params
-    # Stored vectors serve as queries, each left out of its own results: finding a vector that is in
-    # the index is easier than finding the neighbours of one that is not, and would flatter recall.
-    rows = np.random.default_rng(config.seed).choice(len(matrix), min(config.queries, len(matrix)), replace=False)
-    queries = matrix[rows]
-    truth = _without_self(faiss.knn(queries, matrix, K + 1, metric=_metric(metric))[1], rows)  # no second copy
+    # True neighbours among the indexed rows: an exact search over all rows, less the held-out ones.
+    found = faiss.knn(matrix[held], matrix, min(len(matrix), K + len(held)), metric=_metric(metric))[1]
+    skip = set(held.tolist())
+    truth = [[r for r in hits if r not in skip][:K] for hits in found.tolist()]
+    positions = np.setdiff1d(np.arange(len(matrix)), held)  # index row -> matrix row
     if kind == "hnsw":
         ladder = [{**params, "efSearch": ef} for ef in EF_LADDER]
     else:
@@ -207,19 +227,15 @@ def _tune(index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, met
     best = (-1.0, params)
     for candidate in ladder:
         apply_search_params(index, kind, candidate)
-        found = _without_self(index.search(queries, K + 1)[1], rows)
-        recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(found, truth)]))
+        hits = index.search(np.ascontiguousarray(matrix[held]), K)[1]
+        recall = float(np.mean([len(set(positions[h[h >= 0]].tolist()) & set(t)) / max(len(t), 1)
+                                for h, t in zip(hits, truth)]))
         if recall > best[0]:
             best = (recall, candidate)
-        if recall >= config.target_recall:
+        if recall >= target:
             return recall, candidate
     apply_search_params(index, kind, best[1])
     return best
-
-
-def _without_self(found: np.ndarray, rows: np.ndarray) -> list[list[int]]:
-    """Each query's first ``K`` results other than itself (and the -1 FAISS pads short lists with)."""
-    return [[r for r in hits if r != row and r >= 0][:K] for hits, row in zip(found.tolist(), rows.tolist())]
 
 
 def _add_new_rows(existing: LoadedIndex, fs: FeatureSet, ids: pa.Array, hashes: pa.Array, matrix: np.ndarray,

@@ -29,7 +29,7 @@ from featctl.errors import (
     first_line,
 )
 from featctl.pipeline.sources import Source, SourceSpec
-from featctl.pipeline.templates import Template, _clean_column
+from featctl.pipeline.templates import Template, clean_column
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.ids import cast_ids
 
@@ -115,7 +115,7 @@ def _read(source: Source, id_column: str, columns: list[str], id_type: pa.DataTy
     for batch in source.batches(list(dict.fromkeys([id_column, *columns]))):
         if first:
             for c in columns:
-                lengths[c] = [len(v) for v in _clean_column(batch.column(c)) if v.strip()]
+                lengths[c] = [len(v) for v in clean_column(batch.column(c)) if v.strip()]
             first = False
         if not ids:
             break
@@ -130,7 +130,7 @@ def _read(source: Source, id_column: str, columns: list[str], id_type: pa.DataTy
         if not picked.num_rows:
             continue
         keys = key.filter(hit).to_pylist()
-        cleaned = {c: _clean_column(picked.column(c)) for c in columns}
+        cleaned = {c: clean_column(picked.column(c)) for c in columns}
         for row, k in enumerate(keys):
             row_id = by_text.get(k) if textual else k
             if row_id is not None and row_id not in values:

@@ -83,7 +83,7 @@ class Template:
         faster than building every row from a dict: coverage renders millions of rows to hash them.
         """
         fields = self.fields
-        values = {name: _clean_column(batch.column(name)) for name in fields}
+        values = {name: clean_column(batch.column(name)) for name in fields}
         filled = {name: [bool(v.strip()) for v in column] for name, column in values.items()}
         rows = batch.num_rows
         always = [True] * rows
@@ -162,7 +162,7 @@ def _clean(value: object) -> str:
     return str(value)
 
 
-def _clean_column(column: pa.Array | pa.ChunkedArray) -> list[str]:
+def clean_column(column: pa.Array | pa.ChunkedArray) -> list[str]:
     """A column's values as cleaned strings; plain string columns skip the per-value type checks."""
     if not _is_string(column.type):
         return [_clean(v) for v in column.to_pylist()]
