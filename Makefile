@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/coverage.py --repeats 3
+	$(BIN)/python bench/index.py
 
 clean:
 	rm -rf $(VENV) $(STORE) .pytest_cache

@@ -39,7 +39,7 @@ FLAT_MAX = 50_000      # exact search is fast enough below this, and always righ
 HNSW_MAX = 200_000     # beyond, HNSW builds for minutes on a laptop and loses recall on clustered data
 HNSW_M, HNSW_EF_CONSTRUCTION = 32, 80
 EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
-K_FACTORS = (4, 16)
+K_FACTORS = (4, 8, 16, 32, 64, 128)  # PQ codes rank coarsely: re-rank k * factor exactly
 IVF_MIN = 1_000
 K = 10
 
@@ -227,7 +227,10 @@ def _tune(index: Any, kind: str, params: dict[str, Any], matrix: np.ndarray, hel
     else:
         probes = [p for p in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024) if p <= params["nlist"]]
         factors = K_FACTORS if params["refine"] else (1,)
-        ladder = [{**params, "nprobe": p, "k_factor": f} for p in probes for f in factors]
+        per_list, dim = len(matrix) / params["nlist"], matrix.shape[1]
+        # Cheapest first: codes scanned in the probed lists, plus the vectors re-ranked exactly.
+        ladder = sorted(({**params, "nprobe": p, "k_factor": f} for p in probes for f in factors),
+                        key=lambda c: c["nprobe"] * per_list * c["m"] + K * c["k_factor"] * dim)
     best = (-1.0, params)
     for candidate in ladder:
         apply_search_params(index, kind, candidate)
