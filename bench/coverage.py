@@ -37,7 +37,6 @@ import logging
 import math
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -52,6 +51,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from rss import peak_rss_mib  # bench/rss.py: run as scripts, bench/ is on the path
 
 import featctl
 from featctl.pipeline.plan import content_hash, recipe_hash
@@ -433,22 +433,6 @@ def run_phases(meta: dict[str, Any]) -> list[dict[str, Any]]:
 
 # --------------------------------------------------------------------------- child processes
 
-def peak_rss_mib() -> dict[str, float]:
-    """This process's peak RSS (VmHWM when available, else ru_maxrss) plus its children's, in MiB."""
-    out = {"ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           # a helper process featctl starts (catalogue re-hashing) counts too: self + children is an upper bound
-           "children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    out["vmhwm_mib"] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    out["peak_mib"] = out.get("vmhwm_mib", out["ru_maxrss_mib"]) + out["children_mib"]
-    return out
-
-
 def child_main(kind: str, work: Path) -> None:
     """Run one implementation inside a child process; print one JSON line."""
     meta = json.loads((work / "meta.json").read_text(encoding="utf-8"))
@@ -468,7 +452,7 @@ def child_main(kind: str, work: Path) -> None:
     else:
         out = {"phases": run_phases(meta)}
         seconds = time.perf_counter() - started
-    out.update(peak_rss_mib(), seconds=seconds)
+    out.update(peak_rss_mib(children=True), seconds=seconds)
     print(json.dumps(out, default=str))
 
 

@@ -28,7 +28,6 @@ import logging
 import os
 import platform
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from rss import peak_rss_mib  # bench/rss.py: run as scripts, bench/ is on the path
 
 import featctl
 from featctl.encoders.base import Encoder
@@ -407,24 +407,6 @@ def make_tiny_model(folder: Path) -> Path:
     return st
 
 
-def peak_rss_mib() -> dict[str, float]:
-    """This process's peak RSS: VmHWM (this address space only) and ru_maxrss, in MiB.
-
-    ru_maxrss of an exec'd child also keeps the high-water mark of the address space it replaced
-    (the parent's, when spawned via vfork), so VmHWM is the figure used when available.
-    """
-    out = {"ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    out["vmhwm_mib"] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    out["peak_mib"] = out.get("vmhwm_mib", out["ru_maxrss_mib"])
-    return out
-
-
 def child_main(args: argparse.Namespace) -> None:
     """Run inside a child process: load the model (baseline) or embed a source; print JSON."""
     started = time.perf_counter()
@@ -434,7 +416,7 @@ def child_main(args: argparse.Namespace) -> None:
     else:
         config = embed_config(Path(args.child_source), Path(args.child_store), args.batch_size, args.child_encoder)
         out = featctl.embed(config).to_dict()
-    out.update(peak_rss_mib(), wall_seconds=time.perf_counter() - started)
+    out.update(peak_rss_mib(children=False), wall_seconds=time.perf_counter() - started)
     print(json.dumps(out))
 
 

@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from rss import peak_rss_mib  # bench/rss.py: run as scripts, bench/ is on the path
 
 import featctl
 from featctl.pipeline.plan import recipe_hash
@@ -172,21 +172,6 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f.tolist()) & set(t.tolist())) / truth.shape[1] for f, t in zip(found, truth)]))
 
 
-def peak_rss_mib() -> dict[str, float]:
-    """This process's peak RSS (VmHWM when available, else ru_maxrss) plus its children's, in MiB."""
-    out = {"ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "children_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    out["vmhwm_mib"] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    out["peak_mib"] = out.get("vmhwm_mib", out["ru_maxrss_mib"]) + out["children_mib"]
-    return out
-
-
 # --------------------------------------------------------------------------- child processes
 
 def npy_chunks(path: Path, rows: int) -> Iterator[np.ndarray]:
@@ -209,7 +194,7 @@ def child_exact(work: Path, meta: dict[str, Any], exact_single: int) -> dict[str
     for chunk in npy_chunks(work / "vectors.npy", PART_ROWS):
         index.add(chunk)
     build = time.perf_counter() - started
-    build_peak = peak_rss_mib()["peak_mib"]
+    build_peak = peak_rss_mib(children=True)["peak_mib"]
     single = single_latency(index, queries[:exact_single])
     batch, labels = batched(index, queries)
     np.save(work / "truth.npy", ids[labels])
@@ -279,7 +264,7 @@ def child_main(args: argparse.Namespace) -> None:
         out = child_build(meta, args.child_kind, args.memory)
     else:
         out = child_eval(work, meta)
-    out.update(peak_rss_mib())
+    out.update(peak_rss_mib(children=True))
     print(json.dumps(out, default=str))
 
 
