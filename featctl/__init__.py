@@ -15,6 +15,7 @@ from featctl.errors import FeatctlError
 from featctl.pipeline.compact import compact
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.coverage import CoverageConfig, CoverageReport, check_coverage, coverage, require_coverage
+from featctl.pipeline.datasets import PrepareResult, prepare_dataset
 from featctl.pipeline.index_build import IndexConfig, IndexResult, build_index
 from featctl.pipeline.neighbors import NeighborsConfig, NeighborsResult, neighbors
 from featctl.pipeline.runner import embed
@@ -28,4 +29,4 @@ __version__ = "0.1.0"
 __all__ = ["CoverageConfig", "CoverageReport", "EmbedConfig", "EmbedResult", "FeatctlError", "FeatureSet",
            "IndexConfig", "IndexResult", "LoadedIndex", "NeighborsConfig", "NeighborsResult", "SourceSpec", "Store",
            "build_index", "check_coverage", "compact", "coverage", "embed", "load_index", "neighbors", "open_store",
-           "require_coverage", "__version__"]
+           "require_coverage", "__version__", "PrepareResult", "prepare_dataset"]

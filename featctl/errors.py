@@ -174,3 +174,48 @@ class QueryEncoderError(FeatctlError):
 
 class IndexBuildError(FeatctlError):
     """An index that cannot be built as asked (bad kind or memory budget, nothing to index)."""
+
+
+# train
+class TrainInputError(FeatctlError):
+    """Training inputs that cannot be used (columns, splits, features, options)."""
+
+
+class FeatureEntityError(TrainInputError):
+    def __init__(self, name: str, entity: str, wanted: str, option: str) -> None:
+        super().__init__(
+            f"feature set '{name}' holds {entity} vectors, but {option} needs {wanted} vectors; "
+            f"pass a set embedded from the {wanted} table (featctl ls shows each set's entity)"
+        )
+
+
+class NanLossError(FeatctlError):
+    def __init__(self, epoch: int, step: int, checkpoint: str | None) -> None:
+        kept = f"the last good checkpoint is kept at {checkpoint}" if checkpoint else "no checkpoint was good yet"
+        super().__init__(
+            f"the loss became NaN at epoch {epoch}, step {step}; {kept}; lower --lr (or --reg), "
+            "or check the features for extreme values (featctl coverage reports their norms)"
+        )
+
+
+# datasets
+class DatasetError(FeatctlError):
+    """A dataset that cannot be prepared: a missing folder or file, a malformed line, bad side data."""
+
+
+class UnknownDatasetError(DatasetError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        super().__init__(f"unknown dataset '{name}'; known datasets: {_listing(sorted(known))} "
+                         "(see featctl datasets list)")
+
+
+class DatasetLineError(DatasetError):
+    def __init__(self, path: str, line: int, detail: str) -> None:
+        super().__init__(f"{path}: line {line}: {detail}; fix or remove that line, or fetch a fresh copy "
+                         "of the dataset (leave out --from to download it)")
+
+
+class DatasetDownloadError(DatasetError):
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot download {url}: {reason}; check the network, pass --url with a mirror, "
+                         "or pass --from with an unpacked copy")

@@ -39,12 +39,14 @@ app = typer.Typer(
 
 @app.callback()
 def _setup(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log what featctl does.")) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # a run's log file may lower featctl's level: stderr keeps this one
+        handler.setLevel(level)
 
 
 def _register() -> None:
-    from featctl.cli import coverage, embed, index, neighbors, store  # noqa: F401  (commands register themselves on import)
+    from featctl.cli import coverage, datasets, embed, index, neighbors, store, train  # noqa: F401  (commands register themselves on import)
 
 
 _register()

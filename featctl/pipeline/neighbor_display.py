@@ -94,8 +94,8 @@ def lookup_display(fs: FeatureSet, ids: Iterable[Any], show: tuple[str, ...] = (
 
 def _template_columns(fs: FeatureSet, source: Source, id_column: str) -> list[str]:
     text = fs.recipe.get("template")
-    if not text:
-        return []
+    if not text:  # a set with a catalogue but no template (trained embeddings): its short columns
+        return [c for c in source.columns if c != id_column]
     try:
         template = Template.parse(text, source.columns)
     except FeatctlError:  # the catalogue lost a column since the embed: show what is left

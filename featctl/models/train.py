@@ -1,0 +1,187 @@
+"""``train(config)``: interactions → split → features from the store → model → full-ranking metrics → run folder.
+
+Nothing here loads a language model: features come from the store, aligned through ids.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from featctl.errors import TrainInputError
+from featctl.models.baselines import BASELINES, Content
+from featctl.models.data import Interactions, InteractionsConfig, load_interactions
+from featctl.models.evaluate import evaluate
+from featctl.models.export import export_embeddings
+from featctl.models.features import Features, gate, load_features
+from featctl.models.fit import Schedule, fit, scorer
+from featctl.models.lightgcn import LightGCN, LightGCNParams
+from featctl.models.splits import Split, split
+from featctl.stores.runs import Run
+from featctl.stores.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+MODELS = ("lightgcn", *BASELINES)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``lightgcn`` and ``schedule`` apply to the LightGCN model only."""
+
+    model: str
+    interactions: InteractionsConfig
+    store: str | None = None
+    split: str = "random"
+    seed: int = 0
+    item_features: str | None = None
+    user_features: str | None = None
+    min_coverage: float = 0.9
+    lightgcn: LightGCNParams = field(default_factory=LightGCNParams)
+    schedule: Schedule = field(default_factory=Schedule)
+    ks: tuple[int, ...] = (10, 20, 50)
+    export: bool = False
+    lock_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise TrainInputError(f"unknown model '{self.model}'; choose one of {', '.join(MODELS)}")
+        if self.model == "content" and not self.item_features:
+            raise TrainInputError("content scores items by their features; pass --item-features SET")
+        if self.export and self.model != "lightgcn":
+            raise TrainInputError(f"--export writes learned embeddings, and {self.model} has none; "
+                                  "train lightgcn to export")
+        if not self.ks or min(self.ks) < 1:
+            raise TrainInputError("cut-offs (-k) must be 1 or more")
+
+
+@dataclass
+class TrainResult:
+    """Test metrics per item group ("all", "warm", "cold"), with what the run saw and wrote."""
+
+    run: str
+    run_dir: str
+    model: str
+    metrics: dict[str, dict[str, float] | None]
+    valid: dict[str, dict[str, float] | None] | None
+    data: dict[str, Any]
+    features: list[dict[str, Any]]
+    training: dict[str, Any]
+    exported: list[str]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def train(config: TrainConfig, on_epoch: Callable[[int, float, float | None], None] | None = None) -> TrainResult:
+    """Train ``config.model`` and evaluate it on the test part of the split; see :class:`TrainConfig`."""
+    started = time.perf_counter()
+    store = open_store(config.store)
+    data = load_interactions(config.interactions)
+    parts = split(data, config.split, config.seed)
+    warnings = []
+    wanted = {"item": config.item_features, "user": config.user_features}
+    if config.model in ("pop", "itemknn", "ease") or config.lightgcn.fusion == "none":
+        ignored = [name for name in wanted.values() if name]
+        if ignored and config.model == "lightgcn":
+            warnings.append(f"--fusion none trains on IDs only: {', '.join(ignored)} not used")
+        elif ignored:
+            warnings.append(f"{config.model} does not use features: {', '.join(ignored)} not used")
+        wanted = {}
+    if config.model == "content":
+        wanted = {"item": config.item_features}
+    features = _features(store, data, wanted, config.min_coverage)
+    run = Run(store.root, config.model)
+    run.write_json("config.json", {"run": run.id, **dataclasses.asdict(config)})
+    with run.logging_to_file():
+        log.info("run %s: %s", run.id, {**data.stats, **parts.summary()})
+        torch.manual_seed(config.seed)
+        score, training, model = _fit(config, data, parts, features, run, on_epoch)
+        metrics = evaluate(score, parts, "test", ks=config.ks)
+        valid = evaluate(score, parts, "valid", ks=config.ks) if len(parts.valid) else None
+        exported = _export(config, store, data, features, model, run.id) if config.export else []
+    result = TrainResult(
+        run=run.id, run_dir=run.path, model=config.model, metrics=metrics, valid=valid,
+        data={"users": data.n_users, "items": data.n_items, **data.stats, **parts.summary()},
+        features=[_describe(f, data) for f in features.values()], training=training, exported=exported,
+        seconds=round(time.perf_counter() - started, 3), warnings=warnings,
+    )
+    run.write_json("metrics.json", result.to_dict())
+    return result
+
+
+def _features(store: Store, data: Interactions, wanted: dict[str, str | None],
+              min_coverage: float) -> dict[str, Features]:
+    loaded = {}
+    for entity, name in wanted.items():
+        if not name:
+            continue
+        ids = data.items if entity == "item" else data.users
+        loaded[entity] = load_features(store, name, entity, ids, f"--{entity}-features")
+        gate(loaded[entity], data.item if entity == "item" else data.user, min_coverage)
+    return loaded
+
+
+def _describe(features: Features, data: Interactions) -> dict[str, Any]:
+    covered, total = features.coverage(data.item if features.entity == "item" else data.user)
+    return {"set": features.name, "entity": features.entity, "dim": features.dim,
+            "ids": len(features.mask), "missing_ids": features.missing,
+            "interactions_covered": covered, "interactions": total}
+
+
+def _fit(config: TrainConfig, data: Interactions, parts: Split, features: dict[str, Features], run: Run,
+         on_epoch: Callable[[int, float, float | None], None] | None) -> tuple[Any, dict[str, Any], Any]:
+    """The trained model's scorer, what training did, and the model itself (None for baselines)."""
+    fitted_at = time.perf_counter()
+    if config.model != "lightgcn":
+        baseline = (Content(features["item"].vectors, features["item"].mask) if config.model == "content"
+                    else BASELINES[config.model]())
+        baseline.fit(parts)
+        return baseline.scores, {"seconds": round(time.perf_counter() - fitted_at, 3)}, None
+    params = config.lightgcn
+    model = LightGCN(parts.train, parts.n_users, parts.n_items, params,
+                     user_features=features.get("user"), item_features=features.get("item"))
+
+    def checkpoint(m: LightGCN) -> str:
+        path = run.file("checkpoint.pt")
+        torch.save({"model": "lightgcn", "state_dict": m.state_dict(), "params": dataclasses.asdict(params),
+                    "users": data.users.to_pylist(), "items": data.items.to_pylist()}, path + ".tmp")
+        os.replace(path + ".tmp", path)
+        return path
+
+    history = fit(model, parts, config.schedule, params.lr, params.reg, params.batch, checkpoint, on_epoch)
+    seconds = np.asarray(history.epoch_seconds)
+    log.info("best validation ndcg@20 %.4f at epoch %d of %d", history.best_valid, history.best_epoch,
+             history.epochs_run)
+    training = {"epochs": history.epochs_run, "best_epoch": history.best_epoch,
+                "best_valid_ndcg@20": round(history.best_valid, 6) if history.valid else None,
+                "stopped_early": history.stopped_early, "epoch_seconds_mean": round(float(seconds.mean()), 4),
+                "epoch_seconds_median": round(float(np.median(seconds)), 4),
+                "seconds": round(time.perf_counter() - fitted_at, 3), "valid_curve": history.valid}
+    return scorer(model), training, model
+
+
+def _export(config: TrainConfig, store: Store, data: Interactions, features: dict[str, Features],
+            model: LightGCN, run_id: str) -> list[str]:
+    users, items = (t.numpy() for t in model.embeddings())
+    recipe = {"model": config.model, "run": run_id, "fusion": config.lightgcn.fusion,
+              "item_features": config.item_features, "user_features": config.user_features}
+    written = []
+    for entity, vectors in (("item", items), ("user", users)):
+        source, id_column = {}, "id"
+        if entity in features:
+            fs = store.feature_set(features[entity].name)
+            source, id_column = fs.entry.get("source", {}), fs.entry.get("id_column", "id")
+        written.append(export_embeddings(store, f"{config.model}_{entity}", entity, data.typed_ids(entity), vectors,
+                                         {**recipe, "entity": entity}, source, id_column, config.lock_timeout))
+    return written
