@@ -15,7 +15,7 @@ LockTimeoutOption = typer.Option(60.0, "--lock-timeout", help="Seconds to wait f
 
 console = Console(highlight=False)
 if not console.is_terminal:  # pasted into files and READMEs: do not squeeze tables to 80 columns
-    console = Console(highlight=False, width=160)
+    console = Console(highlight=False, width=160, soft_wrap=True)  # long paths stay on one line
 err_console = Console(stderr=True, highlight=False)
 
 

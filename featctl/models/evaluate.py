@@ -236,3 +236,34 @@ def _add_group(sums: _Sums, by_key: torch.Tensor, by_low: torch.Tensor, by_high:
         sums.values[f"ndcg@{k}"] += float((dcg[e] / idcg[e]).sum())
         sums.values[f"hit@{k}"] += float((hits[e] > 0).sum())
         sums.values[f"precision@{k}"] += float((hits[e] / k).sum())
+
+
+def validation_ndcg(scorer: Scorer, split: Split, k: int = 20, batch_users: int = 1024) -> float:
+    """NDCG@k of the ``all`` group on the validation part, by top-k: what early stopping checks every epoch.
+
+    Same definition as :func:`evaluate`'s ``ndcg@k`` but about 10x faster; ties among scores are broken
+    by torch's top-k rather than the seeded order, which only matters for models that score alike
+    (never a trained embedding model).
+    """
+    truth_rows = _Rows(split.valid, split.n_users)
+    excluded_rows = _Rows(split.train, split.n_users)
+    users = np.flatnonzero(np.diff(truth_rows.indptr) > 0)
+    discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float64) + 2.0)
+    total, counted = 0.0, 0
+    for start in range(0, len(users), batch_users):
+        batch = users[start:start + batch_users]
+        scores = torch.as_tensor(scorer(batch)).detach().float().clone()
+        excluded = torch.zeros(scores.shape, dtype=torch.bool)
+        excluded_rows.mark(excluded, batch)
+        truth = torch.zeros(scores.shape, dtype=torch.bool)
+        truth_rows.mark(truth, batch)
+        truth &= ~excluded
+        scores[excluded] = -torch.inf
+        top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices
+        hits = torch.gather(truth, 1, top).to(torch.float64)
+        n_true = truth.sum(dim=1)
+        ideal = torch.cumsum(discount, 0)[torch.clamp(n_true, min=1, max=k) - 1]
+        keep = n_true > 0
+        total += float(((hits * discount[: hits.shape[1]]).sum(dim=1) / ideal)[keep].sum())
+        counted += int(keep.sum())
+    return total / counted if counted else 0.0

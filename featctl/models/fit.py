@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from featctl.errors import NanLossError, TrainInputError
-from featctl.models.evaluate import evaluate, metric
+from featctl.models.evaluate import validation_ndcg
 from featctl.models.lightgcn import LightGCN, NegativeSampler
 from featctl.models.splits import Split
 
 log = logging.getLogger(__name__)
 
-STOP_METRIC = "ndcg@20"
+STOP_K = 20  # early stopping watches validation NDCG@20
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def fit(model: LightGCN, split: Split, schedule: Schedule, lr: float, reg: float
         history.epochs_run = epoch
         score = None
         if validate and (epoch % schedule.eval_every == 0 or epoch == schedule.epochs):
-            score = metric(evaluate(scorer(model), split, "valid", ks=(20,)), STOP_METRIC)
+            score = validation_ndcg(scorer(model), split, STOP_K)
             history.valid.append((epoch, score))
             if score > history.best_valid:
                 history.best_valid, history.best_epoch, stale = score, epoch, 0

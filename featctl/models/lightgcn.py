@@ -132,28 +132,27 @@ class LightGCN(nn.Module):
     def layer0(self) -> torch.Tensor:
         return torch.cat([self.users(), self.items()])
 
-    def propagate(self, ego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def propagate(self, ego: torch.Tensor) -> torch.Tensor:
+        """Layer mean of the propagated embeddings, users first."""
         total, layer = ego, ego
         for _ in range(self.layers):
             layer = _SymmetricMM.apply(self.adjacency, layer)
             total = total + layer
-        final = total / (self.layers + 1)
-        return final[: self.n_users], final[self.n_users:]
+        return total / (self.layers + 1)
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> torch.Tensor:
         """BPR, plus L2 on the layer-0 embeddings of the batch."""
         ego = self.layer0()
-        user_out, item_out = self.propagate(ego)
-        u, p, n = user_out[users], item_out[pos], item_out[neg]
-        bpr = -nn.functional.logsigmoid((u * p).sum(1) - (u * n).sum(1)).mean()
-        ego_items = ego[self.n_users:]
-        l2 = (ego[users].square().sum() + ego_items[pos].square().sum() + ego_items[neg].square().sum()) / 2
-        return bpr + reg * l2 / len(users)
+        nodes = torch.cat([users, pos + self.n_users, neg + self.n_users])  # one gather each, not three
+        u, p, n = self.propagate(ego)[nodes].view(3, len(users), -1)
+        bpr = -nn.functional.logsigmoid((u * (p - n)).sum(1)).mean()
+        return bpr + reg * ego[nodes].square().sum() / (2 * len(users))
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (user, item) embeddings: what scores, checkpoints and ``--export`` use."""
-        return self.propagate(self.layer0())
+        final = self.propagate(self.layer0())
+        return final[: self.n_users], final[self.n_users:]
 
 
 class NegativeSampler:

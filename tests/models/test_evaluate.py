@@ -212,3 +212,12 @@ def test_ties_are_broken_in_a_seeded_random_order_by_default():
     # over seeds, a tie lands the truth item in the top half about half the time, not always
     hits = [evaluate(flat, split, ks=(50,), tie_seed=s)["all"]["hit@50"] for s in range(40)]
     assert 0.2 < np.mean(hits) < 0.8
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_validation_ndcg_is_evaluates_ndcg(seed):
+    split, scores = random_split(seed)
+    scores = scores + np.random.default_rng(seed).random(scores.shape) * 1e-3  # continuous: no ties
+    full = evaluate(lambda u: scores[u], split, part="valid", ks=(5, 20))["all"]
+    for k in (5, 20):
+        assert ev.validation_ndcg(lambda u: scores[u], split, k=k, batch_users=3) == pytest.approx(full[f"ndcg@{k}"])

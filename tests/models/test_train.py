@@ -225,3 +225,21 @@ def test_training_never_loads_a_language_model(store: Path) -> None:
                                                                   "import sentence_transformers")],
                            capture_output=True, text=True)
     assert probe.returncode != 0 and "is blocked" in probe.stderr
+
+
+@pytest.mark.parametrize("tune", [False, True])
+def test_features_of_any_dimension_are_projected_and_frozen_unless_tuned(tmp_path: Path, tune: bool,
+                                                                          hash_encoder) -> None:
+    rows = [[u, i, 5] for u in range(30) for i in range(24) if (u * 7 + i) % 4 == 0]
+    log = write_tsv(tmp_path / "l.tsv", ["user_id", "item_id", "r"], rows)
+    catalogue = write_tsv(tmp_path / "items.tsv", ["id", "name"], [[i, f"title {i}"] for i in range(24)])
+    embed(EmbedConfig(source=SourceSpec(str(catalogue)), store=str(tmp_path / "s"), encoder="hash:x"))  # 8-d
+    data = load_interactions(InteractionsConfig(SourceSpec(str(log))))
+    parts = split(data, "random", 0)
+    features = load_features(open_store(str(tmp_path / "s")), "item_text", "item", data.items, "--item-features")
+    model = LightGCN(parts.train, parts.n_users, parts.n_items,
+                     LightGCNParams(dim=16, batch=32, fusion="gate", tune_features=tune), item_features=features)
+    assert model.items.project.weight.shape == (16, 8)
+    fit(model, parts, Schedule(epochs=3), lr=1e-2, reg=1e-4, batch=32)
+    changed = not torch.equal(model.items.vectors.detach(), torch.from_numpy(features.vectors))
+    assert changed is tune
