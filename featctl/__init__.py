@@ -7,6 +7,8 @@ Python API::
     vectors, mask = featctl.open_store().feature_set("item_text").vectors([1, 2, 3])
     report = featctl.coverage(featctl.CoverageConfig(interactions=featctl.SourceSpec("data/interactions.tsv")))
     featctl.check_coverage(report, min_ratio=0.95)   # raises CoverageTooLowError below 95%
+    run = featctl.train(featctl.TrainConfig("lightgcn", featctl.InteractionsConfig(featctl.SourceSpec(
+        "data/interactions.tsv")), item_features="item_text", lightgcn=featctl.LightGCNParams(fusion="concat")))
 """
 
 from __future__ import annotations
@@ -26,7 +28,20 @@ from featctl.stores.store import Store, open_store
 
 __version__ = "0.1.0"
 
+# The trainers import torch; they load on first use, so `import featctl` (and every other command) stays fast.
+_LAZY = {"TrainConfig": "featctl.models.train", "TrainResult": "featctl.models.train", "train": "featctl.models.train",
+         "InteractionsConfig": "featctl.models.data", "LightGCNParams": "featctl.models.lightgcn",
+         "Schedule": "featctl.models.fit", "AblateConfig": "featctl.models.ablate", "ablate": "featctl.models.ablate"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'featctl' has no attribute {name!r}")
+
 __all__ = ["CoverageConfig", "CoverageReport", "EmbedConfig", "EmbedResult", "FeatctlError", "FeatureSet",
            "IndexConfig", "IndexResult", "LoadedIndex", "NeighborsConfig", "NeighborsResult", "SourceSpec", "Store",
            "build_index", "check_coverage", "compact", "coverage", "embed", "load_index", "neighbors", "open_store",
-           "require_coverage", "__version__", "PrepareResult", "prepare_dataset"]
+           "require_coverage", "__version__", "PrepareResult", "prepare_dataset", *_LAZY]

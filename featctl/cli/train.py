@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -12,14 +12,10 @@ from rich.table import Table
 
 from featctl.cli import app
 from featctl.cli.common import JsonOption, LockTimeoutOption, StoreOption, console, err_console, print_json
-from featctl.models.ablate import AblateConfig, AblationResult
-from featctl.models.ablate import ablate as run_ablate
-from featctl.models.data import InteractionsConfig
-from featctl.models.fit import Schedule
-from featctl.models.lightgcn import LightGCNParams
-from featctl.models.train import TrainConfig, TrainResult
-from featctl.models.train import train as run_train
-from featctl.pipeline.sources import SourceSpec
+
+if TYPE_CHECKING:  # the trainers import torch: only the commands that train pay for it
+    from featctl.models.ablate import AblationResult
+    from featctl.models.train import TrainConfig, TrainResult
 
 _O = typer.Option
 INTERACTIONS = _O(..., "--interactions", "-i", help="Interaction log (TSV/CSV/Parquet/JSONL).")
@@ -52,6 +48,12 @@ def _config(model: str, interactions: Path, user_col: str, item_col: str, rating
             tune_features: bool, dim: int, layers: int, lr: float, reg: float, batch: int, epochs: int,
             patience: int, eval_every: int, store: Optional[str], lock_timeout: float, fusion: str = "none",
             export: bool = False) -> TrainConfig:
+    from featctl.models.data import InteractionsConfig
+    from featctl.models.fit import Schedule
+    from featctl.models.lightgcn import LightGCNParams
+    from featctl.models.train import TrainConfig
+    from featctl.pipeline.sources import SourceSpec
+
     source = SourceSpec(str(interactions), format=fmt)
     return TrainConfig(
         model=model, store=store, split=split, seed=seed, item_features=item_features, user_features=user_features,
@@ -78,6 +80,8 @@ def train(
     store: Optional[str] = StoreOption, lock_timeout: float = LockTimeoutOption, json: bool = JsonOption,
 ) -> None:
     """Train a recommender on the store's features; evaluate it with full ranking on all, warm and cold items."""
+    from featctl.models.train import train as run_train
+
     config = _config(model, interactions, user_col, item_col, rating_col, min_rating, time_col, k_core, fmt, split,
                      seed, item_features, user_features, min_coverage, tune_features, dim, layers, lr, reg, batch,
                      epochs, patience, eval_every, store, lock_timeout, fusion, export)
@@ -105,6 +109,9 @@ def ablate(
     json: bool = JsonOption,
 ) -> None:
     """Train LightGCN for each fusion mode × feature side (none, item, user, both) and print one table."""
+    from featctl.models.ablate import AblateConfig
+    from featctl.models.ablate import ablate as run_ablate
+
     base = _config(model, interactions, user_col, item_col, rating_col, min_rating, time_col, k_core, fmt, split,
                    seed, item_features, user_features, min_coverage, tune_features, dim, layers, lr, reg, batch,
                    epochs, patience, eval_every, store, lock_timeout)
@@ -157,7 +164,9 @@ def _render(result: TrainResult) -> None:
     table.add_column("metric")
     for group in groups:
         table.add_column(f"{group} ({result.metrics[group]['users']:,} users)", justify="right")
-    names = [k for k in result.metrics[groups[0]] if k != "users"] if groups else []
+    kinds = ("recall", "ndcg", "hit", "precision", "auc")
+    names = sorted((k for k in result.metrics[groups[0]] if k != "users"), key=lambda k: (
+        kinds.index(k.split("@")[0]), int(k.split("@")[1]) if "@" in k else 0)) if groups else []
     for name in names:
         table.add_row(name, *(f"{result.metrics[g][name]:.4f}" for g in groups))
     console.print(table)

@@ -1,1 +1,1 @@
-"""Downstream trainers that read only the store (LightGCN, multimodal GNN, MoE) arrive with their issues."""
+"""Trainers that read only the store: data and splits, feature alignment, LightGCN, baselines, evaluation."""

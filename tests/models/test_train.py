@@ -243,3 +243,9 @@ def test_features_of_any_dimension_are_projected_and_frozen_unless_tuned(tmp_pat
     fit(model, parts, Schedule(epochs=3), lr=1e-2, reg=1e-4, batch=32)
     changed = not torch.equal(model.items.vectors.detach(), torch.from_numpy(features.vectors))
     assert changed is tune
+
+
+def test_other_commands_do_not_pay_for_torch() -> None:
+    code = "import sys, featctl, featctl.cli; print('torch' in sys.modules, featctl.TrainConfig.__name__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "TrainConfig"]  # the trainers load on first use
