@@ -238,8 +238,8 @@ def _add_group(sums: _Sums, by_key: torch.Tensor, by_low: torch.Tensor, by_high:
         sums.values[f"precision@{k}"] += float((hits[e] / k).sum())
 
 
-def validation_ndcg(scorer: Scorer, split: Split, k: int = 20, batch_users: int = 1024) -> float:
-    """NDCG@k of the ``all`` group on the validation part, by top-k: what early stopping checks every epoch.
+def validation_ndcg(scorer: Scorer, split: Split, k: int = 20, batch_users: int = 1024, group: str = "all") -> float:
+    """NDCG@k of ``group`` ("all" or "cold") on the validation part, by top-k: what early stopping checks.
 
     Same definition as :func:`evaluate`'s ``ndcg@k`` but about 10x faster; ties among scores are broken
     by torch's top-k rather than the seeded order, which only matters for models that score alike
@@ -248,6 +248,7 @@ def validation_ndcg(scorer: Scorer, split: Split, k: int = 20, batch_users: int 
     truth_rows = _Rows(split.valid, split.n_users)
     excluded_rows = _Rows(split.train, split.n_users)
     users = np.flatnonzero(np.diff(truth_rows.indptr) > 0)
+    cold = torch.from_numpy(np.asarray(split.cold_items, dtype=bool))[None, :]
     discount = 1.0 / torch.log2(torch.arange(k, dtype=torch.float64) + 2.0)
     total, counted = 0.0, 0
     for start in range(0, len(users), batch_users):
@@ -257,6 +258,8 @@ def validation_ndcg(scorer: Scorer, split: Split, k: int = 20, batch_users: int 
         excluded_rows.mark(excluded, batch)
         truth = torch.zeros(scores.shape, dtype=torch.bool)
         truth_rows.mark(truth, batch)
+        if group == "cold":
+            excluded |= ~cold
         truth &= ~excluded
         scores[excluded] = -torch.inf
         top = torch.topk(scores, min(k, scores.shape[1]), dim=1).indices

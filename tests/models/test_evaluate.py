@@ -218,6 +218,8 @@ def test_ties_are_broken_in_a_seeded_random_order_by_default():
 def test_validation_ndcg_is_evaluates_ndcg(seed):
     split, scores = random_split(seed)
     scores = scores + np.random.default_rng(seed).random(scores.shape) * 1e-3  # continuous: no ties
-    full = evaluate(lambda u: scores[u], split, part="valid", ks=(5, 20))["all"]
+    full = evaluate(lambda u: scores[u], split, part="valid", ks=(5, 20))
     for k in (5, 20):
-        assert ev.validation_ndcg(lambda u: scores[u], split, k=k, batch_users=3) == pytest.approx(full[f"ndcg@{k}"])
+        for group in ("all", "cold"):
+            quick = ev.validation_ndcg(lambda u: scores[u], split, k=k, batch_users=3, group=group)
+            assert quick == pytest.approx(full[group][f"ndcg@{k}"])
