@@ -17,6 +17,8 @@ console = Console(highlight=False)
 if not console.is_terminal:  # pasted into files and READMEs: do not squeeze tables to 80 columns
     console = Console(highlight=False, width=160, soft_wrap=True)  # long paths stay on one line
 err_console = Console(stderr=True, highlight=False)
+if not err_console.is_terminal:  # warnings stay one line each in logs
+    err_console = Console(stderr=True, highlight=False, width=160, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
