@@ -27,6 +27,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/coverage.py --repeats 3
 	$(BIN)/python bench/index.py
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/train_quality.py
 
 clean:
 	rm -rf $(VENV) $(STORE) .pytest_cache
