@@ -7,13 +7,14 @@ strings as written) so that features are aligned through ids, never through row 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from featctl.errors import SourceFormatError, TrainInputError, first_line
+from featctl.errors import SourceFormatError, SourceNotFoundError, TrainInputError, first_line
 from featctl.pipeline.coverage.inputs import load_columns, quote
 from featctl.pipeline.sources import SourceSpec
 
@@ -37,6 +38,8 @@ class InteractionsConfig:
             raise TrainInputError("--min-rating needs the column it applies to; pass --rating-col")
         if self.k_core < 0:
             raise TrainInputError(f"--k-core must be 0 or more, not {self.k_core}")
+        if self.source.path is not None and not os.path.isfile(self.source.path):
+            raise SourceNotFoundError(self.source.path, "--interactions")
 
 
 @dataclass(frozen=True)

@@ -8,19 +8,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from featctl.errors import TrainInputError
+from featctl.errors import NanLossError, TrainInputError
 from featctl.models.baselines import BASELINES, Content
 from featctl.models.data import Interactions, InteractionsConfig, load_interactions
 from featctl.models.evaluate import evaluate
-from featctl.models.export import export_embeddings
+from featctl.models.export import Export, check_targets, export_embeddings
 from featctl.models.features import Features, gate, load_features
 from featctl.models.fit import Schedule, fit, scorer
 from featctl.models.lightgcn import LightGCN, LightGCNParams
@@ -59,6 +61,10 @@ class TrainConfig:
         if self.export and self.model != "lightgcn":
             raise TrainInputError(f"--export writes learned embeddings, and {self.model} has none; "
                                   "train lightgcn to export")
+        if self.model == "lightgcn" and self.lightgcn.fusion != "none" and not (self.item_features or
+                                                                                self.user_features):
+            raise TrainInputError(f"--fusion {self.lightgcn.fusion} fuses features with IDs; pass --item-features "
+                                  "SET and/or --user-features SET (or --fusion none)")
         if not self.ks or min(self.ks) < 1:
             raise TrainInputError("cut-offs (-k) must be 1 or more")
 
@@ -99,11 +105,16 @@ def train(config: TrainConfig, on_epoch: Callable[[int, float, float | None], No
             warnings.append(f"{config.model} does not use features: {', '.join(ignored)} not used")
         wanted = {}
     if config.model == "content":
+        if config.user_features:
+            warnings.append(f"content scores by item features only: {config.user_features} not used")
         wanted = {"item": config.item_features}
     features = _features(store, data, wanted, config.min_coverage)
+    if config.export and store.exists():
+        check_targets(store.load_manifest(), [f"{config.model}_item", f"{config.model}_user"])
+    config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, seed=config.seed))
     run = Run(store.root, config.model)
     run.write_json("config.json", {"run": run.id, **dataclasses.asdict(config)})
-    with run.logging_to_file():
+    with run.logging_to_file(), _removed_unless_finished(run):
         log.info("run %s: %s", run.id, {**data.stats, **parts.summary()})
         torch.manual_seed(config.seed)
         score, training, model = _fit(config, data, parts, features, run, on_epoch)
@@ -118,6 +129,18 @@ def train(config: TrainConfig, on_epoch: Callable[[int, float, float | None], No
     )
     run.write_json("metrics.json", result.to_dict())
     return result
+
+
+@contextmanager
+def _removed_unless_finished(run: Run) -> Iterator[None]:
+    """A run that fails leaves no folder behind, except after a NaN loss, whose checkpoint is the point."""
+    try:
+        yield
+    except NanLossError:
+        raise
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
 
 
 def _features(store: Store, data: Interactions, wanted: dict[str, str | None],
@@ -176,12 +199,12 @@ def _export(config: TrainConfig, store: Store, data: Interactions, features: dic
     users, items = (t.numpy() for t in model.embeddings())
     recipe = {"model": config.model, "run": run_id, "fusion": config.lightgcn.fusion,
               "item_features": config.item_features, "user_features": config.user_features}
-    written = []
+    exports = []
     for entity, vectors in (("item", items), ("user", users)):
         source, id_column = {}, "id"
         if entity in features:
             fs = store.feature_set(features[entity].name)
             source, id_column = fs.entry.get("source", {}), fs.entry.get("id_column", "id")
-        written.append(export_embeddings(store, f"{config.model}_{entity}", entity, data.typed_ids(entity), vectors,
-                                         {**recipe, "entity": entity}, source, id_column, config.lock_timeout))
-    return written
+        exports.append(Export(f"{config.model}_{entity}", entity, data.typed_ids(entity), vectors,
+                              {**recipe, "entity": entity}, source, id_column))
+    return export_embeddings(store, exports, config.lock_timeout)

@@ -249,3 +249,25 @@ def test_other_commands_do_not_pay_for_torch() -> None:
     code = "import sys, featctl, featctl.cli; print('torch' in sys.modules, featctl.TrainConfig.__name__)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "TrainConfig"]  # the trainers load on first use
+
+
+def test_export_refuses_up_front_and_failed_runs_leave_nothing(store: Path, tmp_path: Path) -> None:
+    other = write_tsv(tmp_path / "people.tsv", ["user_id", "bio"], [[1, "likes mecha"]])
+    embed(EmbedConfig(source=SourceSpec(str(other)), store=str(store), name="lightgcn_user", entity="user",
+                      encoder="hash:x"))
+    before = store_snapshot(store)
+    result = runner.invoke(app, ["train", "lightgcn", "-i", INTERACTIONS, "--store", str(store), "--epochs", "1",
+                                 "--export"])
+    assert result.exit_code == 1 and "--export would replace set 'lightgcn_user', which holds text" in result.stderr
+    assert store_snapshot(store) == before  # refused before training: no run, no lightgcn_item
+    missing = runner.invoke(app, ["train", "pop", "-i", str(tmp_path / "nope.tsv"), "--store", str(store)])
+    assert "(check the path passed to --interactions)" in missing.stderr
+
+
+def test_the_config_seed_seeds_everything(store: Path) -> None:
+    config = TrainConfig("lightgcn", InteractionsConfig(SourceSpec(INTERACTIONS)), store=str(store), seed=5,
+                         schedule=Schedule(epochs=1))
+    first, again = train(config), train(config)
+    assert first.metrics == again.metrics
+    saved = json.loads((Path(first.run_dir) / "config.json").read_text())
+    assert saved["seed"] == 5 and saved["schedule"]["seed"] == 5
