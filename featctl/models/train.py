@@ -114,7 +114,7 @@ def train(config: TrainConfig, on_epoch: Callable[[int, float, float | None], No
     config = dataclasses.replace(config, schedule=dataclasses.replace(config.schedule, seed=config.seed))
     run = Run(store.root, config.model)
     run.write_json("config.json", {"run": run.id, **dataclasses.asdict(config)})
-    with run.logging_to_file(), _removed_unless_finished(run):
+    with _removed_unless_finished(run), run.logging_to_file():  # the log closes before a failed run is removed
         log.info("run %s: %s", run.id, {**data.stats, **parts.summary()})
         torch.manual_seed(config.seed)
         score, training, model = _fit(config, data, parts, features, run, on_epoch)
