@@ -139,18 +139,14 @@ def _counts(con: Any, rows: int, positive: str) -> dict[str, int]:
 
 def _k_core(con: Any, k: int) -> int:
     """Drop users and items with fewer than ``k`` interactions until none is left (returns pairs removed)."""
-    if k <= 1:
-        return 0
-    before = con.execute("SELECT count(*) FROM pos").fetchall()[0][0]
-    while True:
-        con.execute(f"""DELETE FROM pos WHERE u IN (SELECT u FROM pos GROUP BY u HAVING count(*) < {k})
-                        OR i IN (SELECT i FROM pos GROUP BY i HAVING count(*) < {k})""")
-        count = con.execute(f"""SELECT (SELECT count(*) FROM (SELECT u FROM pos GROUP BY u HAVING count(*) < {k}))
-                                + (SELECT count(*) FROM (SELECT i FROM pos GROUP BY i HAVING count(*) < {k}))"""
-                            ).fetchall()[0][0]
-        if not count:
+    removed = 0
+    while k > 1:
+        deleted = con.execute(f"""DELETE FROM pos WHERE u IN (SELECT u FROM pos GROUP BY u HAVING count(*) < {k})
+                                  OR i IN (SELECT i FROM pos GROUP BY i HAVING count(*) < {k})""").fetchall()[0][0]
+        if not deleted:
             break
-    return int(before - con.execute("SELECT count(*) FROM pos").fetchall()[0][0])
+        removed += int(deleted)
+    return removed
 
 
 def _indexed(con: Any, timed: bool, stats: dict[str, int]) -> Interactions:

@@ -49,6 +49,13 @@ class LightGCNParams:
             raise TrainInputError("--lr must be above 0 and --reg 0 or more")
 
 
+def check_fusion(fusion: str, has_features: bool) -> None:
+    """A fusion other than ``none`` needs a feature set to fuse."""
+    if fusion != "none" and not has_features:
+        raise TrainInputError(f"--fusion {fusion} fuses features with IDs; pass --item-features SET "
+                              "and/or --user-features SET (or --fusion none)")
+
+
 def normalized_adjacency(train: np.ndarray, n_users: int, n_items: int) -> torch.Tensor:
     """D^-1/2 A D^-1/2 of the bipartite graph, users first, as a sparse CSR tensor."""
     users, items = train[:, 0], train[:, 1] + n_users
@@ -117,9 +124,7 @@ class LightGCN(nn.Module):
     def __init__(self, train: np.ndarray, n_users: int, n_items: int, params: LightGCNParams,
                  user_features: Features | None = None, item_features: Features | None = None) -> None:
         super().__init__()
-        if params.fusion != "none" and user_features is None and item_features is None:
-            raise TrainInputError(f"--fusion {params.fusion} fuses features with IDs; pass --item-features SET "
-                                  "and/or --user-features SET (or --fusion none)")
+        check_fusion(params.fusion, user_features is not None or item_features is not None)
         if params.fusion == "none":
             user_features = item_features = None
         self.n_users, self.n_items, self.layers = n_users, n_items, params.layers

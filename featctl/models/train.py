@@ -25,7 +25,7 @@ from featctl.models.evaluate import evaluate
 from featctl.models.export import Export, check_targets, export_embeddings
 from featctl.models.features import Features, gate, load_features
 from featctl.models.fit import Schedule, fit, scorer
-from featctl.models.lightgcn import LightGCN, LightGCNParams
+from featctl.models.lightgcn import LightGCN, LightGCNParams, check_fusion
 from featctl.models.splits import Split, split
 from featctl.stores.runs import Run
 from featctl.stores.store import Store, open_store
@@ -61,10 +61,8 @@ class TrainConfig:
         if self.export and self.model != "lightgcn":
             raise TrainInputError(f"--export writes learned embeddings, and {self.model} has none; "
                                   "train lightgcn to export")
-        if self.model == "lightgcn" and self.lightgcn.fusion != "none" and not (self.item_features or
-                                                                                self.user_features):
-            raise TrainInputError(f"--fusion {self.lightgcn.fusion} fuses features with IDs; pass --item-features "
-                                  "SET and/or --user-features SET (or --fusion none)")
+        if self.model == "lightgcn":
+            check_fusion(self.lightgcn.fusion, bool(self.item_features or self.user_features))
         if not self.ks or min(self.ks) < 1:
             raise TrainInputError("cut-offs (-k) must be 1 or more")
 
