@@ -91,6 +91,19 @@ class EncoderFailedError(FeatctlError):
         )
 
 
+class EncoderCallError(FeatctlError):
+    """An encoder call that failed for a reason recorded per row (raised when there is no row)."""
+
+
+class ApiRefusedError(FeatctlError):
+    def __init__(self, status: int, message: str, hint: str) -> None:
+        super().__init__(f"the embeddings API refused the request ({status}: {message}); {hint}")
+
+
+class ApiKeyError(FeatctlError):
+    """No API key, or an unreadable --api-key-file."""
+
+
 class StoreError(FeatctlError):
     """A store that is missing, corrupt, or of an unknown format."""
 

@@ -10,7 +10,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from featctl.cli import app
 from featctl.cli.common import JsonOption, LockTimeoutOption, StoreOption, console, err_console, print_json
+from featctl.pipeline.batch_api import embed_batch
 from featctl.pipeline.config import DEFAULT_ENCODER, EmbedConfig, EmbedResult
+from featctl.pipeline.estimate import Estimate, estimate
 from featctl.pipeline.runner import embed as run_embed
 from featctl.pipeline.sources import SourceSpec
 
@@ -59,6 +61,27 @@ def embed(
     dtype: str = typer.Option("float32", "--dtype", help="float32|float16 (half the size on disk)."),
     on_duplicate: str = typer.Option("error", "--on-duplicate", help="error|first|last for repeated ids."),
     part_rows: int = typer.Option(10_000, "--part-rows", help="Rows per committed part."),
+    dimensions: Optional[int] = typer.Option(None, "--dimensions", help="openai: v3 models' shortened size."),
+    long_text: Optional[str] = typer.Option(None, "--long-text", help="openai: average|truncate texts over "
+                                            "8191 tokens (default average of chunks)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", help="openai: a compatible server "
+                                           "(default $OPENAI_BASE_URL, else OpenAI)."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help="openai: file holding the key "
+                                                "(default $OPENAI_API_KEY)."),
+    rpm: Optional[float] = typer.Option(None, "--rpm", help="openai: requests per minute to stay under."),
+    tpm: Optional[float] = typer.Option(None, "--tpm", help="openai: tokens per minute to stay under."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="openai: requests in flight (default 4)."),
+    max_attempts: Optional[int] = typer.Option(None, "--max-attempts", help="openai: tries per request "
+                                               "before its rows are recorded as failed (default 6)."),
+    max_batch_inputs: Optional[int] = typer.Option(None, "--max-batch-inputs", help="openai: inputs per "
+                                                   "request (default 2048)."),
+    max_batch_tokens: Optional[int] = typer.Option(None, "--max-batch-tokens", help="openai: tokens per "
+                                                   "request (default 300000)."),
+    price: Optional[float] = typer.Option(None, "--price", help="openai: USD per 1M tokens, for the estimate."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Count rows, tokens, requests and cost; send nothing."),
+    batch_api: bool = typer.Option(False, "--batch-api", help="openai: submit through the Batch API (half price)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="--batch-api: submit and return; a rerun ingests."),
+    poll: float = typer.Option(30.0, "--poll", help="--batch-api: seconds between status checks."),
     replace: bool = typer.Option(False, "--replace", help="Rebuild the set even if its recipe changed."),
     lock_timeout: float = LockTimeoutOption,
     store: Optional[str] = StoreOption,
@@ -66,24 +89,57 @@ def embed(
 ) -> None:
     """Embed the text of a catalogue into a feature set, encoding only what is not stored yet."""
     options = {"batch_size": batch_size, "max_length": max_length, "normalize": normalize,
-               "device": device, "prompt": prompt, "query_prompt": query_prompt}
+               "device": device, "prompt": prompt, "query_prompt": query_prompt, "dimensions": dimensions,
+               "long_text": long_text, "base_url": base_url, "api_key_file": api_key_file, "rpm": rpm, "tpm": tpm,
+               "concurrency": concurrency, "max_attempts": max_attempts, "max_inputs": max_batch_inputs,
+               "max_tokens": max_batch_tokens, "price": price}
     config = EmbedConfig(
         source=SourceSpec(path=str(source) if source else None, sql=sql, format=format, encoding=encoding),
         store=store, encoder=encoder, encoder_options={k: v for k, v in options.items() if v is not None},
         id_column=id_column, text=text, name=name, entity=entity, dtype=dtype,
         on_duplicate=on_duplicate, part_rows=part_rows, replace=replace, lock_timeout=lock_timeout,
     )
+    if dry_run:
+        plan = estimate(config, batch_api=batch_api)
+        print_json(plan.to_dict()) if json else console.print(estimate_text(plan), soft_wrap=True)
+        return
     bar = _Bar()
     try:
-        result = run_embed(config, progress=bar)
+        result = (embed_batch(config, wait=not no_wait, poll_seconds=poll, progress=bar) if batch_api
+                  else run_embed(config, progress=bar))
     finally:
         bar.close()
     print_json(result.to_dict()) if json else console.print(summary_line(result), soft_wrap=True)
+
+
+def estimate_text(plan: Estimate) -> str:
+    lines = [f"{plan.set} with {plan.encoder} (dry run: nothing sent)",
+             f"  rows {plan.rows:,}: {plan.stored:,} already stored, {plan.to_encode:,} to encode",
+             f"  texts {plan.unique_texts:,} distinct: {plan.copied:,} copied from the store, "
+             f"{plan.texts_to_send:,} to send ({plan.empty:,} empty rows never sent)"]
+    if plan.tokens is not None:
+        lines.append(f"  tokens {plan.tokens:,} in {plan.requests:,} requests"
+                     + (f" ({plan.long_texts:,} texts over the per-input limit)" if plan.long_texts else ""))
+        via = " through the Batch API (half price)" if plan.batch_api else ""
+        lines.append(f"  cost ${plan.cost_usd:,.4f} at ${plan.price_per_million:g} per 1M tokens{via}"
+                     if plan.cost_usd is not None else "  cost unknown: pass --price (USD per 1M tokens)")
+        if plan.batch_api:
+            lines.append("  time: within the Batch API's 24 h window")
+        else:
+            lines.append(f"  time about {plan.minutes:,.1f} min at the given limits" if plan.minutes is not None
+                         else "  time not estimated: pass --tpm and --rpm (your account's limits)")
+    return "\n".join(lines)
 
 
 def summary_line(result: EmbedResult) -> str:
     reasons = ", ".join(f"{reason}: {n}" for reason, n in result.failures.items())
     failed = f"{result.failed} failed" + (f" ({reasons})" if reasons else "")
     reused = f" ({result.reused} copied from identical texts)" if result.reused else ""
+    spent = ""
+    if result.usage:
+        cost = result.usage.get("cost_usd")
+        spent = (f"; {result.usage.get('requests', 0)} requests, {result.usage.get('tokens', 0):,} tokens"
+                 + (f", ${cost:.4f}" if cost is not None else ""))
+    pending = f"; {result.pending_batches} batch(es) pending: run again to ingest" if result.pending_batches else ""
     return (f"{result.set}: {result.rows} rows — {result.encoded} encoded{reused}, {result.skipped} skipped, "
-            f"{failed} in {result.seconds:.1f} s → {result.store}/features/{result.set}")
+            f"{failed} in {result.seconds:.1f} s{spent}{pending} → {result.store}/features/{result.set}")

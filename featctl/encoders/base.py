@@ -6,12 +6,12 @@ The runner owns batching, ordering, retries and writing; an encoder only encodes
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-from featctl.errors import EncoderOptionError
+from featctl.errors import EncoderCallError, EncoderOptionError
 
 
 class Encoder(ABC):
@@ -51,6 +51,33 @@ class Encoder(ABC):
         return out
 
 
+K = TypeVar("K", bound=Hashable)
+Answer = tuple[K, "np.ndarray | None", "str | None"]  # (key, vector or None, failure reason or None)
+
+
+class StreamingEncoder(Encoder):
+    """An encoder that answers in many concurrent requests, such as a paid remote API.
+
+    :meth:`stream` pulls texts lazily and yields answers as requests finish; it sends more only
+    when the caller asks for the next answers, so whatever the caller does with an answer (commit
+    it to the store) happens before more money is spent beyond the encoder's in-flight window.
+    """
+
+    @abstractmethod
+    def stream(self, texts: Iterable[tuple[K, str]]) -> Iterator[list[Answer[K]]]:
+        """Answers for ``(key, text)`` pairs, one list per finished request, in any order."""
+
+    def encode(self, inputs: Sequence[str]) -> np.ndarray:
+        """Vectors for ``inputs``; any failure raises, naming the first failed input's reason."""
+        out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        for answers in self.stream(enumerate(inputs)):
+            for i, vector, error in answers:
+                if error is not None:
+                    raise EncoderCallError(error)
+                out[i] = vector
+        return out
+
+
 def parse_bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -65,3 +92,18 @@ def positive_int(value: str) -> int:
     if number <= 0:
         raise ValueError("expected a positive integer")
     return number
+
+
+def positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("expected a positive number")
+    return number
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+    return parse

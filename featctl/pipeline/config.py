@@ -63,9 +63,13 @@ class EmbedResult:
     parts_written: int = 0
     store: str = ""
     failures: Mapping[str, int] = field(default_factory=dict)
+    usage: Mapping[str, Any] = field(default_factory=dict)  # a paid API's requests, tokens and cost
+    pending_batches: int = 0  # --batch-api: batches submitted and not yet ingested
 
     def to_dict(self) -> dict[str, Any]:
         return {"set": self.set, "rows": self.rows, "encoded": self.encoded, "skipped": self.skipped,
                 "failed": self.failed, "seconds": round(self.seconds, 3), "reused": self.reused,
                 "texts_encoded": self.texts_encoded, "parts_written": self.parts_written,
-                "store": self.store, "failures": dict(self.failures)}
+                "store": self.store, "failures": dict(self.failures),
+                **({"usage": dict(self.usage)} if self.usage else {}),
+                **({"pending_batches": self.pending_batches} if self.pending_batches else {})}

@@ -91,8 +91,6 @@ class PartEncoder:
         order = sorted(pending, key=lambda d: len(rows[pending[d][0]][2]), reverse=True)
         vectors: dict[str, np.ndarray] = {}
         for digest, vector, error in self._encode_sorted([rows[pending[d][0]][2] for d in order], order, pending):
-            if error is None and self.dtype == "float16" and np.abs(vector).max() > FLOAT16_MAX:
-                error = BEYOND_FLOAT16
             if error is None:
                 vectors[digest] = vector
             else:
@@ -100,17 +98,32 @@ class PartEncoder:
                     errors[i] = error
         for digest in self.repeated & vectors.keys():
             self.cache[digest] = vectors[digest]
+        out = [(row, None if errors[i] is not None else vectors.get(row[1], self.cache.get(row[1])), errors[i])
+               for i, row in enumerate(rows)]
+        return self.table(out, fresh=len(vectors))
 
-        matrix = np.zeros((len(rows), self.encoder.dim), dtype=np.float32)
-        for i, (_, digest, _) in enumerate(rows):
-            if errors[i] is None:
-                matrix[i] = vectors[digest] if digest in vectors else self.cache[digest]
+    def check(self, vector: np.ndarray | None) -> str | None:
+        """Why a vector cannot be stored, or None."""
+        if vector is None:
+            return None
+        if not np.isfinite(vector).all():
+            return NON_FINITE
+        if self.dtype == "float16" and np.abs(vector).max() > FLOAT16_MAX:
+            return BEYOND_FLOAT16
+        return None
+
+    def table(self, answered: list[tuple[Row, np.ndarray | None, str | None]], fresh: int) -> pa.Table:
+        """The part table of rows and their answers; ``fresh`` of the vectors came from the encoder now."""
+        matrix = np.zeros((len(answered), self.encoder.dim), dtype=np.float32)
+        errors = [error for _, _, error in answered]
+        for i, (_, vector, error) in enumerate(answered):
+            if error is None:
+                matrix[i] = vector
         valid = np.array([e is None for e in errors], dtype=bool)
-        reused = int(valid.sum()) - len(vectors)  # rows that got a vector without a model call of their own
-        self.tally.reused += reused
-        self.tally.encoded += len(vectors)
+        self.tally.reused += int(valid.sum()) - fresh  # rows that got a vector without a model call of their own
+        self.tally.encoded += fresh
         self.tally.failures.update(e for e in errors if e is not None)
-        return self._table(rows, matrix, valid, errors)
+        return self._table([row for row, _, _ in answered], matrix, valid, errors)
 
     def _encode_sorted(self, texts: list[str], digests: list[str],
                        pending: dict[str, list[int]]) -> list[Result]:
@@ -121,8 +134,7 @@ class PartEncoder:
         while lo < len(texts):
             hi = lo + self._call_size
             started = time.perf_counter()
-            results = encode_isolating_failures(self.encoder, texts[lo:hi], digests[lo:hi])
-            self._watch_for_a_broken_encoder(results)
+            results = self.checked(encode_isolating_failures(self.encoder, texts[lo:hi], digests[lo:hi]))
             out.extend(results)
             if time.perf_counter() - started < CALL_SECONDS and self._call_size < batch * MAX_CALL_BATCHES:
                 self._call_size *= 2
@@ -130,6 +142,12 @@ class PartEncoder:
             self.progress.advance(sum(len(pending[d]) for d in digests[lo:hi]))
             lo = hi
         return out
+
+    def checked(self, results: list[Result]) -> list[Result]:
+        """Results with unstorable vectors failed; raises once the encoder looks broken."""
+        results = [(d, v, e or self.check(v)) for d, v, e in results]
+        self._watch_for_a_broken_encoder(results)
+        return results
 
     def _watch_for_a_broken_encoder(self, results: list[Result]) -> None:
         """Stop the run when the encoder has failed on every text so far, for one same reason.
@@ -173,5 +191,4 @@ def encode_isolating_failures(encoder: Encoder, texts: list[str],
         mid = len(texts) // 2
         return (encode_isolating_failures(encoder, texts[:mid], digests[:mid])
                 + encode_isolating_failures(encoder, texts[mid:], digests[mid:]))
-    finite = np.isfinite(matrix).all(axis=1)
-    return [(d, v, None if ok else NON_FINITE) for d, v, ok in zip(digests, matrix, finite)]
+    return [(d, v, None) for d, v in zip(digests, matrix)]

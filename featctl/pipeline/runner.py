@@ -11,29 +11,48 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 
-from featctl.encoders.base import Encoder
+from featctl.encoders.base import Encoder, StreamingEncoder
 from featctl.encoders.registry import create_encoder
 from featctl.errors import IdTypeError, RecipeMismatchError, SourceFormatError, StoreError, UnknownColumnError
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import PartEncoder, Progress, Row, Silent, Tally
-from featctl.pipeline.plan import Plan, content_hash, make_plan, recipe_hash, scan_source
+from featctl.pipeline.plan import Plan, Scan, content_hash, make_plan, recipe_hash, scan_source
 from featctl.pipeline.sources import Source
+from featctl.pipeline.stream import stream_parts
 from featctl.pipeline.templates import Template, default_template
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.ids import cast_ids
-from featctl.stores.store import StoreWriter, check_set_name, open_store
+from featctl.stores.store import Store, StoreWriter, check_set_name, open_store
 
 log = logging.getLogger(__name__)
 
 
-def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Encoder | None = None) -> EmbedResult:
-    """Embed a source into a feature set, encoding only rows whose content is not stored yet."""
-    started = time.perf_counter()
-    progress = progress or Silent()
+@dataclass(frozen=True)
+class Job:
+    """An embed run's inputs, resolved and scanned before the store is locked."""
+
+    config: EmbedConfig
+    store: Store
+    name: str
+    source: Source
+    id_column: str
+    template: Template
+    encoder: Encoder
+    recipe: dict[str, Any]
+    digest: str
+    scan: Scan
+
+    def rows(self, plan: Plan) -> Iterator[Row]:
+        return _todo_rows(self.source, self.id_column, self.template, self.digest, plan)
+
+
+def prepare(config: EmbedConfig, encoder: Encoder | None = None) -> Job:
+    """Resolve the source, template, encoder and recipe, and scan the source once."""
     store = open_store(config.store)
     name = check_set_name(config.set_name)
     source = Source(config.source)
@@ -48,48 +67,76 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
     stored = store.load_manifest()["sets"].get(name)  # a hint only: checked again under the lock
     id_hint = pa.string() if stored and stored["id_type"] == "string" else None
     scan = scan_source(source, id_column, template, digest, config.on_duplicate, id_hint)
+    return Job(config, store, name, source, id_column, template, encoder, recipe, digest, scan)
 
+
+def plan_against(job: Job, entry: dict[str, Any] | None) -> tuple[Plan, FeatureSet | None, bool]:
+    """(plan, the set to extend or None, whether the set's old rows are dropped) for the stored ``entry``."""
+    config, label = job.config, job.source.spec.label
+    existing = None
+    replace = False
+    if entry is not None:
+        changes = _changes({**entry["recipe"], "entity": entry["entity"]}, {**job.recipe, "entity": config.entity})
+        if changes and not config.replace:
+            raise RecipeMismatchError(job.name, changes)
+        # --replace with an unchanged recipe is an ordinary incremental run: a replace that
+        # died halfway resumes instead of paying for everything again.
+        replace = bool(changes)
+        existing = None if replace else FeatureSet(job.store.root, job.name, entry)
+    try:
+        return make_plan(job.scan, existing, label), existing, replace
+    except (StoreError, IdTypeError):
+        if not (config.replace and existing is not None):
+            raise
+        # --replace also rebuilds a set whose parts cannot be read, or whose ids changed type.
+        return make_plan(job.scan, None, label), None, True
+
+
+def set_entry(job: Job, entry: dict[str, Any] | None, plan: Plan) -> dict[str, Any]:
+    """The manifest entry a run writes for its set (``dim`` is added when the encoder is loaded)."""
+    config = job.config
+    return {
+        **(entry or {}),
+        "entity": config.entity, "modality": job.encoder.modality, "encoder": config.encoder,
+        "recipe": job.recipe, "recipe_hash": job.digest, "dtype": config.dtype,
+        "id_type": str(plan.id_type), "id_column": job.id_column,
+        "metric": "ip" if job.recipe.get("normalize") else "l2",
+        "source": config.source.describe(),
+        "query_prompt": getattr(job.encoder, "query_prompt", ""),
+    }
+
+
+def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Encoder | None = None) -> EmbedResult:
+    """Embed a source into a feature set, encoding only rows whose content is not stored yet."""
+    started = time.perf_counter()
+    progress = progress or Silent()
+    job = prepare(config, encoder)
+    encoder, name = job.encoder, job.name
     tally = Tally()
-    with store.writer(config.lock_timeout) as writer:
+    with job.store.writer(config.lock_timeout) as writer:
         entry = writer.entry(name)
-        existing = None
-        replace = False
-        if entry is not None:
-            changes = _changes({**entry["recipe"], "entity": entry["entity"]}, {**recipe, "entity": config.entity})
-            if changes and not config.replace:
-                raise RecipeMismatchError(name, changes)
-            # --replace with an unchanged recipe is an ordinary incremental run: a replace that
-            # died halfway resumes instead of paying for everything again.
-            replace = bool(changes)
-            existing = None if replace else FeatureSet(store.root, name, entry)
-        try:
-            plan = make_plan(scan, existing, source.spec.label)
-        except (StoreError, IdTypeError):
-            if not (config.replace and existing is not None):
-                raise
-            # --replace also rebuilds a set whose parts cannot be read, or whose ids changed type.
-            replace, existing = True, None
-            plan = make_plan(scan, None, source.spec.label)
+        plan, existing, replace = plan_against(job, entry)
         if len(plan.todo):
-            new_entry = {
-                **(entry or {}),
-                "entity": config.entity, "modality": encoder.modality, "encoder": config.encoder,
-                "recipe": recipe, "recipe_hash": digest, "dtype": config.dtype,
-                "id_type": str(plan.id_type), "id_column": id_column,
-                "metric": "ip" if recipe.get("normalize") else "l2",
-                "source": config.source.describe(),
-                "query_prompt": getattr(encoder, "query_prompt", ""),
-            }
+            new_entry = set_entry(job, entry, plan)
             progress.start(len(plan.todo))
-            rows = _todo_rows(source, id_column, template, digest, plan)
-            _encode_and_commit(rows, plan, encoder, writer, name, new_entry, existing, replace, config,
+            _encode_and_commit(job.rows(plan), plan, encoder, writer, name, new_entry, existing, replace, config,
                                progress, tally)
     return EmbedResult(
         set=name, rows=plan.rows, encoded=tally.encoded + tally.reused, skipped=plan.skipped,
         failed=sum(tally.failures.values()), seconds=time.perf_counter() - started, reused=tally.reused,
-        texts_encoded=tally.texts, parts_written=tally.parts, store=store.root,
-        failures=dict(tally.failures),
+        texts_encoded=tally.texts, parts_written=tally.parts, store=job.store.root,
+        failures=dict(tally.failures), usage=api_usage(encoder),
     )
+
+
+def api_usage(encoder: Encoder, batch_discount: float = 1.0) -> dict[str, Any]:
+    """What a paid encoder spent in this run: requests, tokens, retries and the cost at its price."""
+    usage = dict(getattr(encoder, "usage", None) or {})
+    price = getattr(encoder, "price", None)
+    if usage and price is not None:
+        paid = usage.get("tokens", 0) + usage.get("batch_tokens", 0) * batch_discount
+        usage["cost_usd"] = round(paid * price / 1e6, 6)
+    return usage
 
 
 def _first(source: Source) -> pa.RecordBatch | None:
@@ -143,6 +190,11 @@ def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer
         writer.commit(name, entry, [table], drop_old=replace and first)
         tally.parts += 1
 
+    if isinstance(encoder, StreamingEncoder):
+        # Paid requests: each batch of answers is committed before the encoder may send more.
+        for i, table in enumerate(stream_parts(rows, encoder, parts)):
+            commit(table, i == 0)
+        return
     # Three stages overlap: a thread reads and renders the next part, this thread encodes the
     # current one, another thread commits the previous one. One item in flight on each side keeps
     # memory bounded; leaving the executors waits for that item, so nothing can deadlock.

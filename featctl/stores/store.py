@@ -123,6 +123,10 @@ class StoreWriter:
             # A first run that failed before committing anything leaves no half-made store behind.
             shutil.rmtree(self.store.root, ignore_errors=True)
 
+    def keep(self) -> None:
+        """Keep a store this writer created even if nothing is committed (it holds pending batches)."""
+        self._created = False
+
     def entry(self, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.manifest["sets"].get(name))
 

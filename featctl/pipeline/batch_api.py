@@ -1,0 +1,257 @@
+"""``featctl embed --batch-api``: embeddings through the OpenAI Batch API, at half price.
+
+Pending batches live in the store (``batches/<set>/<state>.json``) from before they are created
+until their results are committed, so a rerun after a crash or a restart polls and ingests the
+batches already paid for instead of submitting the same texts again. A state is written with its
+input file before the batch is created and tagged in the batch's metadata, so even a crash between
+the two finds its batch again.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from featctl.encoders.openai_api import SPLIT_ON, OpenAIEncoder
+from featctl.encoders.openai_batching import Assembler, Piece
+from featctl.errors import EncoderOptionError
+from featctl.pipeline.config import EmbedConfig, EmbedResult
+from featctl.pipeline.encode import EMPTY_TEXT, PartEncoder, Progress, Silent, Tally
+from featctl.pipeline.runner import Job, api_usage, plan_against, prepare, set_entry
+from featctl.stores.files import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_INPUTS = 50_000   # embedding inputs per batch file
+BATCH_DISCOUNT = 0.5         # the Batch API costs half the synchronous price
+DONE = ("completed", "failed", "expired", "cancelled")
+
+
+@dataclass(frozen=True)
+class BatchState:
+    """One submitted (or about to be submitted) batch, as recorded in the store."""
+
+    path: str
+    data: dict[str, Any]
+
+    @property
+    def batch_id(self) -> str | None:
+        return self.data.get("batch_id")
+
+    def digests(self) -> set[str]:
+        return {p[0] for pieces in self.data["requests"].values() for p in pieces}
+
+    def save(self, **changes: Any) -> BatchState:
+        data = {**self.data, **changes}
+        write_json_atomic(self.path, data)
+        return BatchState(self.path, data)
+
+
+def embed_batch(config: EmbedConfig, *, wait: bool = True, poll_seconds: float = 30.0,
+                progress: Progress | None = None, sleep: Callable[[float], None] = time.sleep) -> EmbedResult:
+    """Submit what the store lacks as batches, then (with ``wait``) poll and commit their results."""
+    started = time.perf_counter()
+    progress = progress or Silent()
+    job = prepare(config)
+    encoder = job.encoder
+    if not isinstance(encoder, OpenAIEncoder):
+        raise EncoderOptionError(f"--batch-api needs an openai: encoder, not {config.encoder}")
+    folder = os.path.join(job.store.root, "batches", job.name)
+    client = encoder.client()
+    tally = Tally()
+    with job.store.writer(config.lock_timeout) as writer:
+        plan = _commit_without_requests(job, writer, progress, tally)
+        states = [s for s in _states(folder) if s.data["recipe_hash"] == job.digest]
+        pending = set().union(*(s.digests() for s in states))
+        states = [_resume(client, s) for s in states]
+        texts = _texts_to_send(job, plan, pending)
+        for requests in _batches(encoder.plan(texts)):
+            writer.keep()
+            states.append(_submit(client, encoder, folder, job.digest, requests))
+    log.info("%d batch(es) pending for %s", len(states), job.name)
+    while wait and states:
+        for state in list(states):
+            batch = client.batches.retrieve(state.batch_id)
+            if batch.status in DONE:
+                _ingest(job, encoder, state, batch, progress, tally)
+                states.remove(state)
+        if states:
+            sleep(poll_seconds)
+    return EmbedResult(
+        set=job.name, rows=plan.rows, encoded=tally.encoded + tally.reused, skipped=plan.skipped,
+        failed=sum(tally.failures.values()), seconds=time.perf_counter() - started, reused=tally.reused,
+        texts_encoded=tally.texts, parts_written=tally.parts, store=job.store.root,
+        failures=dict(tally.failures), usage=api_usage(encoder, BATCH_DISCOUNT), pending_batches=len(states),
+    )
+
+
+def _states(folder: str) -> list[BatchState]:
+    if not os.path.isdir(folder):
+        return []
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".json"):
+            path = os.path.join(folder, name)
+            with open(path, encoding="utf-8") as fh:
+                out.append(BatchState(path, json.load(fh)))
+    return out
+
+
+def _texts_to_send(job: Job, plan: Any, pending: set[str]) -> Iterator[tuple[str, str]]:
+    """Distinct non-empty texts the store lacks, that no pending batch carries."""
+    seen = set(pending) | set(plan.stored)
+    for _, digest, text in job.rows(plan):
+        if text.strip() and digest not in seen:
+            seen.add(digest)
+            yield digest, text
+
+
+def _batches(requests: Iterator[list[Piece]]) -> Iterator[list[list[Piece]]]:
+    """Requests grouped into batch files of at most MAX_BATCH_INPUTS inputs."""
+    group: list[list[Piece]] = []
+    inputs = 0
+    for request in requests:
+        if group and inputs + len(request) > MAX_BATCH_INPUTS:
+            yield group
+            group, inputs = [], 0
+        group.append(request)
+        inputs += len(request)
+    if group:
+        yield group
+
+
+def _submit(client: Any, encoder: OpenAIEncoder, folder: str, digest: str, requests: list[list[Piece]]) -> BatchState:
+    state_id = uuid.uuid4().hex[:12]
+    lines, mapping = [], {}
+    for n, request in enumerate(requests):
+        custom_id = f"{state_id}-{n}"
+        body: dict[str, Any] = {"model": encoder.model, "input": [p.payload for p in request],
+                                "encoding_format": "base64"}
+        if encoder.dimensions:
+            body["dimensions"] = encoder.dimensions
+        lines.append(json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}))
+        mapping[custom_id] = [[p.key, p.chunk, p.chunks, p.tokens] for p in request]
+    upload = client.files.create(file=(f"featctl-{state_id}.jsonl", io.BytesIO("\n".join(lines).encode())),
+                                 purpose="batch")
+    os.makedirs(folder, exist_ok=True)
+    state = BatchState(os.path.join(folder, f"{state_id}.json"), {
+        "state": state_id, "recipe_hash": digest, "input_file_id": upload.id, "batch_id": None,
+        "model": encoder.model, "requests": mapping})
+    state = state.save()
+    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h",
+                                  metadata={"featctl_state": state_id})
+    log.info("submitted batch %s: %d requests, %d inputs", batch.id, len(requests), sum(map(len, requests)))
+    return state.save(batch_id=batch.id)
+
+
+def _resume(client: Any, state: BatchState) -> BatchState:
+    """A state whose batch id was never written: find the batch by its tag, or create it now."""
+    if state.batch_id:
+        return state
+    for batch in client.batches.list(limit=100):
+        if (batch.metadata or {}).get("featctl_state") == state.data["state"]:
+            return state.save(batch_id=batch.id)
+    batch = client.batches.create(input_file_id=state.data["input_file_id"], endpoint="/v1/embeddings",
+                                  completion_window="24h", metadata={"featctl_state": state.data["state"]})
+    return state.save(batch_id=batch.id)
+
+
+def _results(client: Any, batch: Any) -> dict[str, tuple[np.ndarray | None, str | None, int]]:
+    """custom_id → (vectors, error, HTTP status) from a finished batch's output and error files."""
+    out: dict[str, tuple[np.ndarray | None, str | None, int]] = {}
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        if not file_id:
+            continue
+        for line in client.files.content(file_id).text.splitlines():
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            response = record.get("response") or {}
+            body = response.get("body") or {}
+            status = int(response.get("status_code") or 0)
+            if status == 200:
+                out[record["custom_id"]] = (_vectors(body), None, status)
+            else:
+                error = (body.get("error") or record.get("error") or {}).get("message", "no message")
+                out[record["custom_id"]] = (None, f"refused by the API ({status}): {error}", status)
+    return out
+
+
+def _vectors(body: dict[str, Any]) -> np.ndarray:
+    data = sorted(body["data"], key=lambda d: d["index"])
+    return np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") if isinstance(d["embedding"], str)
+                     else np.asarray(d["embedding"], dtype=np.float32) for d in data])
+
+
+def _ingest(job: Job, encoder: OpenAIEncoder, state: BatchState, batch: Any, progress: Progress,
+            tally: Tally) -> None:
+    """Commit a finished batch's vectors and failures for the rows that carry its texts.
+
+    A refused line fails all its inputs at once; its texts are sent again synchronously, where a
+    refused request is split until the input at fault fails alone.
+    """
+    results = _results(encoder.client(), batch)
+    assembler = Assembler()
+    answers: dict[str, tuple[np.ndarray | None, str | None]] = {}
+    resend: set[str] = set()
+    for custom_id, pieces in state.data["requests"].items():
+        missing = (None, f"batch {batch.id} {batch.status} before this request ran", 0)
+        vectors, error, status = results.get(custom_id, missing)
+        if vectors is not None:
+            encoder.usage["batch_tokens"] += sum(p[3] for p in pieces)
+        elif status in SPLIT_ON and len(pieces) > 1:
+            resend.update(p[0] for p in pieces)
+            continue
+        for i, (key, chunk, chunks, tokens) in enumerate(pieces):
+            done = assembler.add(Piece(key, chunk, chunks, "", tokens), None if vectors is None else vectors[i], error)
+            if done is not None:
+                answers[done[0]] = (done[1], done[2])
+    with job.store.writer(job.config.lock_timeout) as writer:
+        plan, _, replace = plan_against(job, writer.entry(job.name))
+        rows = [row for row in job.rows(plan) if row[1] in answers or row[1] in resend]
+        if resend:
+            log.info("a batch line was refused: sending its %d texts again, one request at a time", len(resend))
+            texts = {digest: text for _, digest, text in rows if digest in resend}
+            for done in encoder.stream(texts.items()):
+                answers.update((key, (vector, error)) for key, vector, error in done)
+        tally.texts += len(answers)
+        _commit(job, writer, plan, replace, [(row, *answers[row[1]]) for row in rows], progress, tally)
+        os.remove(state.path)
+
+
+def _commit_without_requests(job: Job, writer: Any, progress: Progress, tally: Tally) -> Any:
+    """Commit the rows no request is needed for (empty texts, texts stored under another id); the plan."""
+    plan, existing, replace = plan_against(job, writer.entry(job.name))
+    progress.start(len(plan.todo))
+    copies = existing.vectors_by_hash(set(plan.stored)) if existing is not None and plan.stored else {}
+    rows = [(row, None, EMPTY_TEXT) if not row[2].strip() else (row, copies[row[1]], None)
+            for row in job.rows(plan) if not row[2].strip() or row[1] in copies]
+    _commit(job, writer, plan, replace, rows, progress, tally, fresh=False)
+    return plan
+
+
+def _commit(job: Job, writer: Any, plan: Any, replace: bool, rows: list[Any], progress: Progress,
+            tally: Tally, fresh: bool = True) -> None:
+    encoder = job.encoder
+    parts = PartEncoder(encoder, job.config.dtype, plan.id_type, plan.repeated, progress, tally)
+    rows = [(row, v, e or parts.check(v)) for row, v, e in rows]
+    entry = {**set_entry(job, writer.entry(job.name), plan), "dim": encoder.dim}
+    counted: set[str] = set()
+    size = job.config.part_rows
+    for lo in range(0, len(rows), size):
+        chunk = rows[lo:lo + size]
+        new = {r[1] for r, _, e in chunk if e is None and fresh} - counted
+        counted |= new
+        writer.commit(job.name, entry, [parts.table(chunk, len(new))], drop_old=replace and lo == 0)
+        tally.parts += 1
+        progress.advance(len(chunk))
