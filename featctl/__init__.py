@@ -14,10 +14,12 @@ Python API::
 from __future__ import annotations
 
 from featctl.errors import FeatctlError
+from featctl.pipeline.batch_api import embed_batch
 from featctl.pipeline.compact import compact
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.coverage import CoverageConfig, CoverageReport, check_coverage, coverage, require_coverage
 from featctl.pipeline.datasets import PrepareResult, prepare_dataset
+from featctl.pipeline.estimate import Estimate, estimate
 from featctl.pipeline.index_build import IndexConfig, IndexResult, build_index
 from featctl.pipeline.neighbors import NeighborsConfig, NeighborsResult, neighbors
 from featctl.pipeline.runner import embed
@@ -44,4 +46,5 @@ def __getattr__(name: str) -> object:
 __all__ = ["CoverageConfig", "CoverageReport", "EmbedConfig", "EmbedResult", "FeatctlError", "FeatureSet",
            "IndexConfig", "IndexResult", "LoadedIndex", "NeighborsConfig", "NeighborsResult", "SourceSpec", "Store",
            "build_index", "check_coverage", "compact", "coverage", "embed", "load_index", "neighbors", "open_store",
-           "require_coverage", "__version__", "PrepareResult", "prepare_dataset", *_LAZY]
+           "require_coverage", "__version__", "PrepareResult", "prepare_dataset", "Estimate", "estimate",
+           "embed_batch", *_LAZY]

@@ -100,6 +100,12 @@ class ApiRefusedError(FeatctlError):
         super().__init__(f"the embeddings API refused the request ({status}: {message}); {hint}")
 
 
+class BatchApiError(FeatctlError):
+    def __init__(self, what: str, error: str) -> None:
+        super().__init__(f"could not {what} through the Batch API ({error}); submitted batches are kept in "
+                         "the store: run the same command again to resume")
+
+
 class ApiKeyError(FeatctlError):
     """No API key, or an unreadable --api-key-file."""
 

@@ -112,13 +112,23 @@ def embed(
     print_json(result.to_dict()) if json else console.print(summary_line(result), soft_wrap=True)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:,.1f} min" if seconds < 5400 else f"{seconds / 3600:,.1f} h"
+
+
 def estimate_text(plan: Estimate) -> str:
     lines = [f"{plan.set} with {plan.encoder} (dry run: nothing sent)",
              f"  rows {plan.rows:,}: {plan.stored:,} already stored, {plan.to_encode:,} to encode",
              f"  texts {plan.unique_texts:,} distinct: {plan.copied:,} copied from the store, "
              f"{plan.texts_to_send:,} to send ({plan.empty:,} empty rows never sent)"]
     if plan.tokens is not None:
-        lines.append(f"  tokens {plan.tokens:,} in {plan.requests:,} requests"
+        lines.append(f"  tokens {plan.tokens:,} in {plural(plan.requests, 'request')}"
                      + (f" ({plan.long_texts:,} texts over the per-input limit)" if plan.long_texts else ""))
         via = " through the Batch API (half price)" if plan.batch_api else ""
         lines.append(f"  cost ${plan.cost_usd:,.4f} at ${plan.price_per_million:g} per 1M tokens{via}"
@@ -126,7 +136,7 @@ def estimate_text(plan: Estimate) -> str:
         if plan.batch_api:
             lines.append("  time: within the Batch API's 24 h window")
         else:
-            lines.append(f"  time about {plan.minutes:,.1f} min at the given limits" if plan.minutes is not None
+            lines.append(f"  time about {duration(plan.minutes * 60)} at the given limits" if plan.minutes is not None
                          else "  time not estimated: pass --tpm and --rpm (your account's limits)")
     return "\n".join(lines)
 
@@ -136,10 +146,12 @@ def summary_line(result: EmbedResult) -> str:
     failed = f"{result.failed} failed" + (f" ({reasons})" if reasons else "")
     reused = f" ({result.reused} copied from identical texts)" if result.reused else ""
     spent = ""
-    if result.usage:
-        cost = result.usage.get("cost_usd")
-        spent = (f"; {result.usage.get('requests', 0)} requests, {result.usage.get('tokens', 0):,} tokens"
-                 + (f", ${cost:.4f}" if cost is not None else ""))
+    if usage := result.usage:
+        cost = usage.get("cost_usd")
+        sent = [f"{plural(usage['requests'], 'request')} with {usage.get('tokens', 0):,} tokens"
+                if usage.get("requests") else "",
+                f"{usage['batch_tokens']:,} tokens through the Batch API" if usage.get("batch_tokens") else ""]
+        spent = "; " + ", ".join(s for s in sent if s) + (f", ${cost:.4f}" if cost is not None else "")
     pending = f"; {result.pending_batches} batch(es) pending: run again to ingest" if result.pending_batches else ""
     return (f"{result.set}: {result.rows} rows — {result.encoded} encoded{reused}, {result.skipped} skipped, "
             f"{failed} in {result.seconds:.1f} s{spent}{pending} → {result.store}/features/{result.set}")

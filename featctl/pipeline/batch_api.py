@@ -24,7 +24,8 @@ import numpy as np
 
 from featctl.encoders.openai_api import SPLIT_ON, OpenAIEncoder
 from featctl.encoders.openai_batching import Assembler, Piece
-from featctl.errors import EncoderOptionError
+from featctl.encoders.ratelimit import backoff
+from featctl.errors import BatchApiError, EncoderOptionError, first_line
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import EMPTY_TEXT, PartEncoder, Progress, Silent, Tally
 from featctl.pipeline.runner import Job, api_usage, plan_against, prepare, set_entry
@@ -67,23 +68,25 @@ def embed_batch(config: EmbedConfig, *, wait: bool = True, poll_seconds: float =
     if not isinstance(encoder, OpenAIEncoder):
         raise EncoderOptionError(f"--batch-api needs an openai: encoder, not {config.encoder}")
     folder = os.path.join(job.store.root, "batches", job.name)
-    client = encoder.client()
+    api = _Api(encoder, sleep)
     tally = Tally()
     with job.store.writer(config.lock_timeout) as writer:
         plan = _commit_without_requests(job, writer, progress, tally)
-        states = [s for s in _states(folder) if s.data["recipe_hash"] == job.digest]
+        states = _states(folder)
+        if stale := [s for s in states if s.data["recipe_hash"] != job.digest]:
+            log.warning("%d pending batch(es) in %s were made with another recipe and are ignored",
+                        len(stale), folder)
+        states = [s if s.batch_id else api.ensure_batch(s) for s in states if s not in stale]
         pending = set().union(*(s.digests() for s in states))
-        states = [_resume(client, s) for s in states]
-        texts = _texts_to_send(job, plan, pending)
-        for requests in _batches(encoder.plan(texts)):
+        for requests in _batches(encoder.plan(_texts_to_send(job, plan, pending))):
             writer.keep()
-            states.append(_submit(client, encoder, folder, job.digest, requests))
+            states.append(api.submit(folder, job.digest, requests))
     log.info("%d batch(es) pending for %s", len(states), job.name)
     while wait and states:
         for state in list(states):
-            batch = client.batches.retrieve(state.batch_id)
+            batch = api.call("check a batch", api.client.batches.retrieve, state.batch_id)
             if batch.status in DONE:
-                _ingest(job, encoder, state, batch, progress, tally)
+                _ingest(job, api, state, batch, progress, tally)
                 states.remove(state)
         if states:
             sleep(poll_seconds)
@@ -130,49 +133,75 @@ def _batches(requests: Iterator[list[Piece]]) -> Iterator[list[list[Piece]]]:
         yield group
 
 
-def _submit(client: Any, encoder: OpenAIEncoder, folder: str, digest: str, requests: list[list[Piece]]) -> BatchState:
-    state_id = uuid.uuid4().hex[:12]
-    lines, mapping = [], {}
-    for n, request in enumerate(requests):
-        custom_id = f"{state_id}-{n}"
-        body: dict[str, Any] = {"model": encoder.model, "input": [p.payload for p in request],
-                                "encoding_format": "base64"}
-        if encoder.dimensions:
-            body["dimensions"] = encoder.dimensions
-        lines.append(json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings", "body": body}))
-        mapping[custom_id] = [[p.key, p.chunk, p.chunks, p.tokens] for p in request]
-    upload = client.files.create(file=(f"featctl-{state_id}.jsonl", io.BytesIO("\n".join(lines).encode())),
-                                 purpose="batch")
-    os.makedirs(folder, exist_ok=True)
-    state = BatchState(os.path.join(folder, f"{state_id}.json"), {
-        "state": state_id, "recipe_hash": digest, "input_file_id": upload.id, "batch_id": None,
-        "model": encoder.model, "requests": mapping})
-    state = state.save()
-    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h",
-                                  metadata={"featctl_state": state_id})
-    log.info("submitted batch %s: %d requests, %d inputs", batch.id, len(requests), sum(map(len, requests)))
-    return state.save(batch_id=batch.id)
+class _Api:
+    """The Batch API calls a run makes, retried on transient errors the way embeddings requests are."""
 
+    def __init__(self, encoder: OpenAIEncoder, sleep: Callable[[float], None]) -> None:
+        self.encoder, self.client, self.sleep = encoder, encoder.client(), sleep
 
-def _resume(client: Any, state: BatchState) -> BatchState:
-    """A state whose batch id was never written: find the batch by its tag, or create it now."""
-    if state.batch_id:
-        return state
-    for batch in client.batches.list(limit=100):
-        if (batch.metadata or {}).get("featctl_state") == state.data["state"]:
+    def call(self, what: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        import openai
+
+        for attempt in range(1, self.encoder.max_attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError, ValueError) as exc:
+                error = self.encoder.scrub(first_line(exc))
+                if attempt < self.encoder.max_attempts:
+                    self.sleep(backoff(attempt, self.encoder.backoff))
+            except openai.APIStatusError as exc:
+                error = f"{exc.status_code}: {self.encoder.scrub(first_line(exc))}"
+                break
+        raise BatchApiError(what, error)
+
+    def ensure_batch(self, state: BatchState) -> BatchState:
+        """The state with its batch: found by the state's tag (a reply that was lost), else created."""
+        tag = {"featctl_state": state.data["state"]}
+        for attempt in range(1, self.encoder.max_attempts + 1):
+            for batch in self.call("list batches", self.client.batches.list, limit=100):
+                if (batch.metadata or {}).get("featctl_state") == tag["featctl_state"]:
+                    return state.save(batch_id=batch.id)
+            try:
+                batch = self.client.batches.create(input_file_id=state.data["input_file_id"],
+                                                   endpoint="/v1/embeddings", completion_window="24h", metadata=tag)
+            except Exception as exc:  # the batch may exist even so: look for it before creating again
+                log.warning("creating a batch failed (%s); attempt %d", self.encoder.scrub(first_line(exc)), attempt)
+                self.sleep(backoff(attempt, self.encoder.backoff))
+                continue
+            log.info("submitted batch %s for %d requests", batch.id, len(state.data["requests"]))
             return state.save(batch_id=batch.id)
-    batch = client.batches.create(input_file_id=state.data["input_file_id"], endpoint="/v1/embeddings",
-                                  completion_window="24h", metadata={"featctl_state": state.data["state"]})
-    return state.save(batch_id=batch.id)
+        raise BatchApiError("create a batch", "no batch after every attempt; the input file is kept, run again")
+
+    def submit(self, folder: str, digest: str, requests: list[list[Piece]]) -> BatchState:
+        """Upload a batch file, record it in the store, then create its batch."""
+        encoder = self.encoder
+        state_id = uuid.uuid4().hex[:12]
+        lines, mapping = [], {}
+        for n, request in enumerate(requests):
+            custom_id = f"{state_id}-{n}"
+            body: dict[str, Any] = {"model": encoder.model, "input": [p.payload for p in request],
+                                    "encoding_format": "base64"}
+            if encoder.dimensions:
+                body["dimensions"] = encoder.dimensions
+            lines.append(json.dumps({"custom_id": custom_id, "method": "POST", "url": "/v1/embeddings",
+                                     "body": body}))
+            mapping[custom_id] = [[p.key, p.chunk, p.chunks, p.tokens] for p in request]
+        upload = self.call("upload a batch file", self.client.files.create, purpose="batch",
+                           file=(f"featctl-{state_id}.jsonl", io.BytesIO("\n".join(lines).encode())))
+        os.makedirs(folder, exist_ok=True)
+        state = BatchState(os.path.join(folder, f"{state_id}.json"), {
+            "state": state_id, "recipe_hash": digest, "input_file_id": upload.id, "batch_id": None,
+            "model": encoder.model, "requests": mapping})
+        return self.ensure_batch(state.save())
 
 
-def _results(client: Any, batch: Any) -> dict[str, tuple[np.ndarray | None, str | None, int]]:
+def _results(api: _Api, batch: Any) -> dict[str, tuple[np.ndarray | None, str | None, int]]:
     """custom_id → (vectors, error, HTTP status) from a finished batch's output and error files."""
     out: dict[str, tuple[np.ndarray | None, str | None, int]] = {}
     for file_id in (batch.output_file_id, batch.error_file_id):
         if not file_id:
             continue
-        for line in client.files.content(file_id).text.splitlines():
+        for line in api.call("download batch results", api.client.files.content, file_id).text.splitlines():
             if not line.strip():
                 continue
             record = json.loads(line)
@@ -193,14 +222,14 @@ def _vectors(body: dict[str, Any]) -> np.ndarray:
                      else np.asarray(d["embedding"], dtype=np.float32) for d in data])
 
 
-def _ingest(job: Job, encoder: OpenAIEncoder, state: BatchState, batch: Any, progress: Progress,
-            tally: Tally) -> None:
+def _ingest(job: Job, api: _Api, state: BatchState, batch: Any, progress: Progress, tally: Tally) -> None:
     """Commit a finished batch's vectors and failures for the rows that carry its texts.
 
     A refused line fails all its inputs at once; its texts are sent again synchronously, where a
     refused request is split until the input at fault fails alone.
     """
-    results = _results(encoder.client(), batch)
+    encoder = api.encoder
+    results = _results(api, batch)
     assembler = Assembler()
     answers: dict[str, tuple[np.ndarray | None, str | None]] = {}
     resend: set[str] = set()

@@ -184,3 +184,11 @@ def test_an_expired_batch_records_what_did_not_run_and_a_rerun_sends_only_that(s
     second = json.loads(cli(*batch_args(source, store, "--max-batch-inputs", "20")).output)
     assert second["encoded"] == first["failed"] and server.batches_created == 2
     assert committed_texts(store) == set(TEXTS)
+
+
+def test_a_lost_reply_to_batch_creation_finds_the_batch_instead_of_paying_again(server, source, tmp_path):
+    store = tmp_path / "store"
+    server.fail_batch("lost reply")  # the batch is created, the reply never arrives
+    out = json.loads(cli(*batch_args(source, store)).output)
+    assert out["encoded"] == 200 and server.batches_created == 1
+    assert len(server.batch_embedded) == 200
