@@ -124,3 +124,17 @@ register("hash", HashEncoder)
 def hash_encoder() -> type[HashEncoder]:
     HashEncoder.calls, HashEncoder.fail_texts, HashEncoder.interrupt_after, HashEncoder.broken = [], set(), None, None
     return HashEncoder
+
+
+OPENAI_KEY = "sk-proj-Zq81x0secretvalue"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch):
+    """A real OpenAI-compatible server on 127.0.0.1, with the key and base URL in the environment."""
+    from tests.openai_server import FakeOpenAI
+
+    with FakeOpenAI(api_key=OPENAI_KEY) as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        yield srv

@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import tiktoken
 
-MODELS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536}
+# BAAI/bge-m3 stands for a model that a compatible server (vLLM, infinity) serves under its own name.
+MODELS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072, "text-embedding-ada-002": 1536,
+          "BAAI/bge-m3": 1024}
 FAULTS = ("429", "500", "503", "malformed", "slow", "disconnect")
 MAX_INPUTS, MAX_INPUT_TOKENS, MAX_REQUEST_TOKENS, MAX_BATCH_LINES = 2048, 8191, 300_000, 50_000
 INVALID_INPUT = "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."

@@ -109,7 +109,10 @@ class OpenAIEncoder(StreamingEncoder):
     @property
     def dim(self) -> int:  # type: ignore[override]
         if self._dim is None:  # a model this module does not know: ask the server once
-            self._dim = int(self._request(["dimension probe"]).shape[1])
+            [(_, vector, error)] = self._send([Piece(None, 0, 1, "dimension probe", 2)])
+            if vector is None:
+                raise EncoderCallError(f"could not learn the dimension of {self.model}: {error}")
+            self._dim = len(vector)
         return self._dim
 
     def client(self) -> Any:

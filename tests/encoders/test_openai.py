@@ -15,19 +15,10 @@ from featctl.pipeline.config import EmbedConfig
 from featctl.pipeline.runner import embed
 from featctl.pipeline.sources import SourceSpec
 from featctl.stores.store import Store
+from tests.conftest import OPENAI_KEY as KEY
 from tests.conftest import manifest_bytes, write_tsv
-from tests.openai_server import FakeOpenAI
 
-KEY = "sk-test-9f8e7d6c5b4a"
 SMALL = "text-embedding-3-small"
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch):
-    with FakeOpenAI(api_key=KEY) as srv:
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        yield srv
 
 
 def texts_file(tmp_path: Path, texts: list[str], name: str = "items.tsv") -> Path:
@@ -197,3 +188,11 @@ def test_rate_limiter_spaces_requests_by_both_limits():
     limiter.pause(3)
     limiter.acquire(1)
     assert now[0] == pytest.approx(7.0)
+
+
+def test_a_model_the_encoder_does_not_know_learns_its_dimension_from_the_server(server, tmp_path, store):
+    result = run(texts_file(tmp_path, TEXTS[:4]), store, spec="openai:BAAI/bge-m3")
+    fs, _ = stored(store)
+    assert result.encoded == 4 and fs.dim == 1024
+    np.testing.assert_allclose(fs.vectors([2])[0][0], server.vector("BAAI/bge-m3", TEXTS[1]), atol=1e-6)
+    assert server.requests[0].inputs == ["dimension probe"] and "cost_usd" not in result.usage  # no known price

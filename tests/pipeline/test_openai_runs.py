@@ -17,21 +17,12 @@ from typer.testing import CliRunner
 from featctl.cli import app
 from featctl.encoders.openai_batching import tokenizer
 from featctl.stores.store import Store
+from tests.conftest import OPENAI_KEY as KEY
 from tests.conftest import manifest_bytes, write_tsv
-from tests.openai_server import FakeOpenAI
 
-KEY = "sk-proj-Zq81x0secretvalue"
 SMALL = "text-embedding-3-small"
 TEXTS = [f"catalogue entry {i}: {'a heist in space' if i % 3 else 'a quiet cooking drama'}" for i in range(200)]
 FEATCTL = str(Path(sys.executable).parent / "featctl")
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch):
-    with FakeOpenAI(api_key=KEY) as srv:
-        monkeypatch.setenv("OPENAI_API_KEY", KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-        yield srv
 
 
 @pytest.fixture
@@ -192,3 +183,22 @@ def test_a_lost_reply_to_batch_creation_finds_the_batch_instead_of_paying_again(
     out = json.loads(cli(*batch_args(source, store)).output)
     assert out["encoded"] == 200 and server.batches_created == 1
     assert len(server.batch_embedded) == 200
+
+
+def test_batch_files_hold_at_most_the_input_limit(server, source, tmp_path, monkeypatch):
+    from featctl.pipeline import batch_api
+
+    monkeypatch.setattr(batch_api, "MAX_BATCH_INPUTS", 60)
+    out = json.loads(cli(*batch_args(tmp_path / "items.tsv", tmp_path / "store", "--max-batch-inputs", "25")).output)
+    assert out["encoded"] == 200 and server.batches_created == 4  # 2 requests of 25 inputs per file
+
+
+def test_an_explicit_base_url_and_an_unknown_model(server, source, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL")
+    store = tmp_path / "store"
+    ok = cli(*embed_args(source, store, "--base-url", server.base_url, "--json"))
+    assert ok.exit_code == 0 and json.loads(ok.output)["encoded"] == 200
+    bad = cli("embed", "--source", str(source), "--store", str(store), "--text", "{text}", "--name", "other",
+              "--encoder", "openai:text-embedding-4-huge", "--base-url", server.base_url)
+    assert bad.exit_code == 1 and "(404: The model `text-embedding-4-huge` does not exist" in bad.output
+    assert "check the model name and --base-url" in bad.output
