@@ -106,6 +106,15 @@ class BatchApiError(FeatctlError):
                          "the store: run the same command again to resume")
 
 
+class PendingBatchesError(FeatctlError):
+    def __init__(self, name: str, batches: int, texts: int) -> None:
+        super().__init__(
+            f"set '{name}' has {batches} batch(es) submitted with --batch-api and not collected yet ({texts} texts, "
+            "already paid for); run the same command with --batch-api to collect them, or delete "
+            f"batches/{name}/ in the store to give them up"
+        )
+
+
 class ApiKeyError(FeatctlError):
     """No API key, or an unreadable --api-key-file."""
 

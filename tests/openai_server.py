@@ -196,6 +196,7 @@ class FakeOpenAI:
                  tpm: float | None = None, window: float = 60.0) -> None:
         self.api_key, self.latency, self.rpm, self.tpm, self.window = api_key, latency, rpm, tpm, window
         self.poison: set[str] = set()
+        self.echo_key = False  # refusals quote the caller's key, as a careless proxy might
         self.base_url = ""
         self.batches_created = 0
         self.batch_billed_tokens = 0
@@ -428,8 +429,9 @@ class FakeOpenAI:
         poison = tuple(self.poison)
         for i, text in enumerate(texts):
             if any(p in text for p in poison):
+                echo = f" (key {self.api_key})" if self.echo_key else ""
                 raise ApiError(400, f"Invalid input at index {i}: the input contains content that cannot be "
-                               "embedded.", param="input")
+                               f"embedded.{echo}", param="input")
         return model, dims or MODELS[model], fmt, token_lists, total
 
     @staticmethod

@@ -127,6 +127,8 @@ def estimate_text(plan: Estimate) -> str:
              f"  rows {plan.rows:,}: {plan.stored:,} already stored, {plan.to_encode:,} to encode",
              f"  texts {plan.unique_texts:,} distinct: {plan.copied:,} copied from the store, "
              f"{plan.texts_to_send:,} to send ({plan.empty:,} empty rows never sent)"]
+    if plan.in_batches:
+        lines.append(f"  {plan.in_batches:,} texts wait in batches already submitted: collect them with --batch-api")
     if plan.tokens is not None:
         lines.append(f"  tokens {plan.tokens:,} in {plural(plan.requests, 'request')}"
                      + (f" ({plan.long_texts:,} texts over the per-input limit)" if plan.long_texts else ""))

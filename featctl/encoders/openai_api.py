@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Hashable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -55,11 +54,13 @@ _REFUSED_HINTS = {
     429: "the account is out of quota: check its billing",
 }
 SPLIT_ON = (400, 413, 422)  # the request's content was refused: find the input that caused it
+REFUSED = "refused by the API "
+MAX_WAIT = 600.0  # a retry-after longer than this fails the request instead of stalling the run
 
 
 def _non_negative_float(value: str) -> float:
     number = float(value)
-    if number < 0:
+    if not 0 <= number < float("inf"):
         raise ValueError("expected a number >= 0")
     return number
 
@@ -92,11 +93,12 @@ class OpenAIEncoder(StreamingEncoder):
         self.max_inputs, self.max_tokens = max_inputs, max_tokens
         self.concurrency, self.max_attempts, self.timeout, self.backoff = concurrency, max_attempts, timeout, backoff
         self.price = price if price is not None else (known[1] if known else None)
-        self.limiter = RateLimiter(rpm, tpm)
         self.recipe = {"encoder": "openai", "model": model, "dimensions": dimensions, "long_text": long_text,
                        "max_input_tokens": self.input_tokens, "normalize": True}
         self.usage: Counter[str] = Counter()
         self._usage_lock = threading.Lock()
+        self._stop = threading.Event()  # set when a stream ends early: workers send nothing more
+        self.limiter = RateLimiter(rpm, tpm, sleep=self._stop.wait)
         self._client: Any = None
         self._key: str | None = None
         self._dim = dimensions or (known[0] if known else None)
@@ -109,6 +111,7 @@ class OpenAIEncoder(StreamingEncoder):
     @property
     def dim(self) -> int:  # type: ignore[override]
         if self._dim is None:  # a model this module does not know: ask the server once
+            self._stop.clear()
             [(_, vector, error)] = self._send([Piece(None, 0, 1, "dimension probe", 2)])
             if vector is None:
                 raise EncoderCallError(f"could not learn the dimension of {self.model}: {error}")
@@ -134,6 +137,8 @@ class OpenAIEncoder(StreamingEncoder):
                     key = fh.read().strip()
             except OSError as exc:
                 raise ApiKeyError(f"cannot read --api-key-file {self.api_key_file}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ApiKeyError(f"--api-key-file {self.api_key_file} is not a text file holding a key") from None
             if not key:
                 raise ApiKeyError(f"--api-key-file {self.api_key_file} is empty; put the API key in it")
             return key
@@ -147,39 +152,46 @@ class OpenAIEncoder(StreamingEncoder):
         """``text`` without the API key, should a server or SDK have echoed it."""
         return text.replace(self._key, "sk-***") if self._key else text
 
+    def texts_as_pieces(self, texts: Iterable[tuple[Hashable, str]]) -> Iterator[list[Piece]]:
+        """Each text as its request inputs: itself, truncated, or its chunks."""
+        encoding = tokenizer()
+        for key, text in texts:
+            yield pieces(key, text, encoding, self.input_tokens, self.long_text)
+
     def plan(self, texts: Iterable[tuple[Hashable, str]]) -> Iterator[list[Piece]]:
         """The requests that would carry ``texts``: what :meth:`stream` sends and ``--dry-run`` counts."""
-        encoding = tokenizer()
-        chunks = (p for key, text in texts for p in pieces(key, text, encoding, self.input_tokens, self.long_text))
+        chunks = (p for text_pieces in self.texts_as_pieces(texts) for p in text_pieces)
         return pack(chunks, self.max_inputs, self.max_tokens)
 
     def stream(self, texts: Iterable[tuple[Any, str]]) -> Iterator[list[Answer[Any]]]:
         self.client()
         assembler = Assembler()
-        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="featctl-openai") as pool:
-            running: set[Future[list[tuple[Piece, Any, str | None]]]] = set()
-            try:
-                for batch in self.plan(texts):
-                    while len(running) >= self.concurrency:
-                        done, running = wait(running, return_when=FIRST_COMPLETED)
-                        if answers := _assemble(done, assembler):
-                            yield answers
-                    running.add(pool.submit(self._send, batch))
-                while running:
+        self._stop.clear()
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="featctl-openai")
+        running: set[Future[list[tuple[Piece, Any, str | None]]]] = set()
+        try:
+            for batch in self.plan(texts):
+                while len(running) >= self.concurrency:
                     done, running = wait(running, return_when=FIRST_COMPLETED)
-                    if answers := _assemble(done, assembler):
-                        yield answers
-            finally:
-                for future in running:
-                    future.cancel()
+                    yield from _assemble(done, assembler)
+                running.add(pool.submit(self._send, batch))
+            while running:
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                yield from _assemble(done, assembler)
+        finally:
+            # Stopped early (an error, Ctrl-C): requests already sent finish, nothing more is sent.
+            self._stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
 
-    def _send(self, batch: list[Piece]) -> list[tuple[Piece, np.ndarray | None, str | None]]:
+    def _send(self, batch: list[Piece], isolate: bool = True) -> list[tuple[Piece, np.ndarray | None, str | None]]:
         """One request with retries; a refused input is isolated by halving the request."""
         import openai
 
         tokens = sum(p.tokens for p in batch)
         for attempt in range(1, self.max_attempts + 1):
             self.limiter.acquire(tokens)
+            if self._stop.is_set():
+                return [(p, None, "stopped before this request was sent") for p in batch]
             try:
                 matrix = self._request([p.payload for p in batch])
             except openai.APIStatusError as exc:
@@ -188,9 +200,13 @@ class OpenAIEncoder(StreamingEncoder):
                 if refused:
                     raise ApiRefusedError(status, message, _REFUSED_HINTS[status]) from None
                 if status in SPLIT_ON:
-                    return self._isolate(batch, f"refused by the API ({status}): {message}")
+                    reason = f"{REFUSED}({status}): {message}"
+                    return self._isolate(batch, reason) if isolate else [(p, None, reason) for p in batch]
                 error = f"{status}: {message}"
                 wait_s = retry_after(exc.response.headers)
+                if wait_s is not None and wait_s > MAX_WAIT:
+                    error = f"{error} (the server asked to wait {wait_s:.0f} s)"
+                    break
                 if status == 429:
                     self._count("rate_limited")
                     self.limiter.pause(wait_s if wait_s is not None else backoff(attempt, self.backoff))
@@ -203,16 +219,29 @@ class OpenAIEncoder(StreamingEncoder):
             if attempt < self.max_attempts:
                 self._count("retries")
                 log.info("embeddings request failed (%s); attempt %d of %d", error, attempt, self.max_attempts)
-                time.sleep(wait_s if wait_s is not None else backoff(attempt, self.backoff))
+                self._stop.wait(wait_s if wait_s is not None else backoff(attempt, self.backoff))
         self._count("failed_requests")
-        return [(p, None, f"API error after {self.max_attempts} attempts: {error}") for p in batch]
+        return [(p, None, f"API error after {attempt} attempts: {error}") for p in batch]
 
     def _isolate(self, batch: list[Piece], reason: str) -> list[tuple[Piece, np.ndarray | None, str | None]]:
+        """Results for a refused request: each half is tried alone, and refused halves are split again.
+
+        When both halves are refused for the very reason the whole was, the request itself is at
+        fault (a parameter, not an input): every input fails with it instead of being split further.
+        """
         if len(batch) == 1:
             return [(batch[0], None, reason)]
         self._count("splits")
         mid = len(batch) // 2
-        return self._send(batch[:mid]) + self._send(batch[mid:])
+        halves = [batch[:mid], batch[mid:]]
+        results = [self._send(half, isolate=False) for half in halves]
+        refusals = [_refusal(r) for r in results]
+        if refusals[0] == refusals[1] == reason:
+            return [(p, None, reason) for p in batch]
+        out: list[tuple[Piece, np.ndarray | None, str | None]] = []
+        for half, result, refusal in zip(halves, results, refusals):
+            out += self._isolate(half, refusal) if refusal else result
+        return out
 
     def _request(self, inputs: list[str | list[int]]) -> np.ndarray:
         kwargs: dict[str, Any] = {"dimensions": self.dimensions} if self.dimensions else {}
@@ -236,13 +265,29 @@ class OpenAIEncoder(StreamingEncoder):
             self.usage[what] += n
 
 
-def _assemble(done: set[Future[Any]], assembler: Assembler) -> list[Answer[Any]]:
-    out = []
+def _assemble(done: set[Future[Any]], assembler: Assembler) -> Iterator[list[Answer[Any]]]:
+    """Answers of finished requests; paid answers are handed over before a failed request's error is raised."""
+    out, failure = [], None
     for future in done:
-        for piece, vector, error in future.result():
+        try:
+            results = future.result()
+        except Exception as exc:  # noqa: BLE001 - raised below, once the others' answers are out
+            failure = failure or exc
+            continue
+        for piece, vector, error in results:
             if (answer := assembler.add(piece, vector, error)) is not None:
                 out.append(answer)
-    return out
+    if out:
+        yield out
+    if failure is not None:
+        raise failure
+
+
+def _refusal(results: list[tuple[Piece, Any, str | None]]) -> str | None:
+    """The refusal every input of a request got, if the API refused the request."""
+    errors = {error for _, _, error in results}
+    (error,) = errors if len(errors) == 1 else (None,)
+    return error if error is not None and error.startswith(REFUSED) else None
 
 
 def _message(exc: Any) -> str:

@@ -62,7 +62,7 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
             seconds = float(value) * scale
         except ValueError:
             continue  # an HTTP date: rare for these APIs; fall back to backoff
-        if 0 <= seconds <= 600:
+        if seconds >= 0:
             return seconds
     return None
 

@@ -17,45 +17,26 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from featctl.encoders.openai_api import SPLIT_ON, OpenAIEncoder
-from featctl.encoders.openai_batching import Assembler, Piece
+from featctl.encoders.openai_batching import Assembler, Piece, pack
 from featctl.encoders.ratelimit import backoff
 from featctl.errors import BatchApiError, EncoderOptionError, first_line
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import EMPTY_TEXT, PartEncoder, Progress, Silent, Tally
 from featctl.pipeline.runner import Job, api_usage, plan_against, prepare, set_entry
-from featctl.stores.files import write_json_atomic
+from featctl.pipeline.stream import stream_parts
+from featctl.stores.batches import BatchState, batch_folder, pending_batches
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_INPUTS = 50_000   # embedding inputs per batch file
+MAX_BATCH_BYTES = 150 << 20  # the API takes files up to 200 MB; token ids are written as text
 BATCH_DISCOUNT = 0.5         # the Batch API costs half the synchronous price
 DONE = ("completed", "failed", "expired", "cancelled")
-
-
-@dataclass(frozen=True)
-class BatchState:
-    """One submitted (or about to be submitted) batch, as recorded in the store."""
-
-    path: str
-    data: dict[str, Any]
-
-    @property
-    def batch_id(self) -> str | None:
-        return self.data.get("batch_id")
-
-    def digests(self) -> set[str]:
-        return {p[0] for pieces in self.data["requests"].values() for p in pieces}
-
-    def save(self, **changes: Any) -> BatchState:
-        data = {**self.data, **changes}
-        write_json_atomic(self.path, data)
-        return BatchState(self.path, data)
 
 
 def embed_batch(config: EmbedConfig, *, wait: bool = True, poll_seconds: float = 30.0,
@@ -67,27 +48,31 @@ def embed_batch(config: EmbedConfig, *, wait: bool = True, poll_seconds: float =
     encoder = job.encoder
     if not isinstance(encoder, OpenAIEncoder):
         raise EncoderOptionError(f"--batch-api needs an openai: encoder, not {config.encoder}")
-    folder = os.path.join(job.store.root, "batches", job.name)
+    if not poll_seconds > 0:
+        raise EncoderOptionError(f"--poll must be a positive number of seconds, got {poll_seconds}")
+    folder = batch_folder(job.store.root, job.name)
     api = _Api(encoder, sleep)
     tally = Tally()
     with job.store.writer(config.lock_timeout) as writer:
         plan = _commit_without_requests(job, writer, progress, tally)
-        states = _states(folder)
-        if stale := [s for s in states if s.data["recipe_hash"] != job.digest]:
+        states = pending_batches(job.store.root, job.name)
+        if stale := [s for s in states if s.recipe_hash != job.digest]:
             log.warning("%d pending batch(es) in %s were made with another recipe and are ignored",
                         len(stale), folder)
         states = [s if s.batch_id else api.ensure_batch(s) for s in states if s not in stale]
         pending = set().union(*(s.digests() for s in states))
-        for requests in _batches(encoder.plan(_texts_to_send(job, plan, pending))):
+        for requests in _batch_files(encoder, _texts_to_send(job, plan, pending)):
             writer.keep()
             states.append(api.submit(folder, job.digest, requests))
     log.info("%d batch(es) pending for %s", len(states), job.name)
-    while wait and states:
+    while states:  # without wait: one look, so a rerun collects what has finished meanwhile
         for state in list(states):
             batch = api.call("check a batch", api.client.batches.retrieve, state.batch_id)
             if batch.status in DONE:
                 _ingest(job, api, state, batch, progress, tally)
                 states.remove(state)
+        if not wait:
+            break
         if states:
             sleep(poll_seconds)
     return EmbedResult(
@@ -96,18 +81,6 @@ def embed_batch(config: EmbedConfig, *, wait: bool = True, poll_seconds: float =
         texts_encoded=tally.texts, parts_written=tally.parts, store=job.store.root,
         failures=dict(tally.failures), usage=api_usage(encoder, BATCH_DISCOUNT), pending_batches=len(states),
     )
-
-
-def _states(folder: str) -> list[BatchState]:
-    if not os.path.isdir(folder):
-        return []
-    out = []
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".json"):
-            path = os.path.join(folder, name)
-            with open(path, encoding="utf-8") as fh:
-                out.append(BatchState(path, json.load(fh)))
-    return out
 
 
 def _texts_to_send(job: Job, plan: Any, pending: set[str]) -> Iterator[tuple[str, str]]:
@@ -119,18 +92,20 @@ def _texts_to_send(job: Job, plan: Any, pending: set[str]) -> Iterator[tuple[str
             yield digest, text
 
 
-def _batches(requests: Iterator[list[Piece]]) -> Iterator[list[list[Piece]]]:
-    """Requests grouped into batch files of at most MAX_BATCH_INPUTS inputs."""
-    group: list[list[Piece]] = []
-    inputs = 0
-    for request in requests:
-        if group and inputs + len(request) > MAX_BATCH_INPUTS:
-            yield group
-            group, inputs = [], 0
-        group.append(request)
-        inputs += len(request)
+def _batch_files(encoder: OpenAIEncoder, texts: Iterator[tuple[str, str]]) -> Iterator[list[list[Piece]]]:
+    """Requests grouped into batch files of whole texts (every chunk of a text in one file), each
+    within MAX_BATCH_INPUTS inputs and MAX_BATCH_BYTES of JSON."""
+    group: list[Piece] = []
+    size = 0
+    for text_pieces in encoder.texts_as_pieces(texts):
+        text_size = sum(len(p.payload) * (1 if isinstance(p.payload, str) else 7) + 16 for p in text_pieces)
+        if group and (len(group) + len(text_pieces) > MAX_BATCH_INPUTS or size + text_size > MAX_BATCH_BYTES):
+            yield list(pack(group, encoder.max_inputs, encoder.max_tokens))
+            group, size = [], 0
+        group += text_pieces
+        size += text_size
     if group:
-        yield group
+        yield list(pack(group, encoder.max_inputs, encoder.max_tokens))
 
 
 class _Api:
@@ -195,41 +170,51 @@ class _Api:
         return self.ensure_batch(state.save())
 
 
-def _results(api: _Api, batch: Any) -> dict[str, tuple[np.ndarray | None, str | None, int]]:
+def _results(api: _Api, batch: Any, state: BatchState) -> dict[str, tuple[np.ndarray | None, str | None, int]]:
     """custom_id → (vectors, error, HTTP status) from a finished batch's output and error files."""
     out: dict[str, tuple[np.ndarray | None, str | None, int]] = {}
+
+    def read(file_id: str) -> None:
+        with api.client.files.with_streaming_response.content(file_id) as response:
+            for line in response.iter_lines():  # output files run to gigabytes: never read whole
+                if line.strip():
+                    record = json.loads(line)
+                    out[record["custom_id"]] = _line(record, state, api.encoder)
+
     for file_id in (batch.output_file_id, batch.error_file_id):
-        if not file_id:
-            continue
-        for line in api.call("download batch results", api.client.files.content, file_id).text.splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            response = record.get("response") or {}
-            body = response.get("body") or {}
-            status = int(response.get("status_code") or 0)
-            if status == 200:
-                out[record["custom_id"]] = (_vectors(body), None, status)
-            else:
-                error = (body.get("error") or record.get("error") or {}).get("message", "no message")
-                out[record["custom_id"]] = (None, f"refused by the API ({status}): {error}", status)
+        if file_id:
+            api.call("download batch results", read, file_id)
     return out
 
 
-def _vectors(body: dict[str, Any]) -> np.ndarray:
-    data = sorted(body["data"], key=lambda d: d["index"])
-    return np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4") if isinstance(d["embedding"], str)
-                     else np.asarray(d["embedding"], dtype=np.float32) for d in data])
+def _line(record: dict[str, Any], state: BatchState, encoder: OpenAIEncoder) -> tuple[Any, str | None, int]:
+    response = record.get("response") or {}
+    body = response.get("body") or {}
+    status = int(response.get("status_code") or 0)
+    if status != 200:
+        error = (body.get("error") or record.get("error") or {}).get("message", "no message")
+        return None, encoder.scrub(f"refused by the API ({status}): {error}"), status
+    expected = len(state.data["requests"].get(record["custom_id"], ()))
+    try:
+        data = sorted(body["data"], key=lambda d: d["index"])
+        vectors = np.stack([np.frombuffer(base64.b64decode(d["embedding"]), dtype="<f4")
+                            if isinstance(d["embedding"], str) else np.asarray(d["embedding"], dtype=np.float32)
+                            for d in data])
+    except (KeyError, TypeError, ValueError) as exc:
+        return None, f"malformed batch result ({first_line(exc)})", 0
+    if vectors.shape != (expected, encoder.dim):
+        return None, f"malformed batch result ({vectors.shape[0]} vectors of {vectors.shape[1]} for {expected})", 0
+    return vectors, None, status
 
 
 def _ingest(job: Job, api: _Api, state: BatchState, batch: Any, progress: Progress, tally: Tally) -> None:
     """Commit a finished batch's vectors and failures for the rows that carry its texts.
 
-    A refused line fails all its inputs at once; its texts are sent again synchronously, where a
-    refused request is split until the input at fault fails alone.
+    A refused line fails all its inputs at once; its texts are sent again synchronously (committed
+    answer by answer), where a refused request is split until the input at fault fails alone.
     """
     encoder = api.encoder
-    results = _results(api, batch)
+    results = _results(api, batch, state)
     assembler = Assembler()
     answers: dict[str, tuple[np.ndarray | None, str | None]] = {}
     resend: set[str] = set()
@@ -245,16 +230,21 @@ def _ingest(job: Job, api: _Api, state: BatchState, batch: Any, progress: Progre
             done = assembler.add(Piece(key, chunk, chunks, "", tokens), None if vectors is None else vectors[i], error)
             if done is not None:
                 answers[done[0]] = (done[1], done[2])
+    resend -= answers.keys()
     with job.store.writer(job.config.lock_timeout) as writer:
         plan, _, replace = plan_against(job, writer.entry(job.name))
         rows = [row for row in job.rows(plan) if row[1] in answers or row[1] in resend]
+        tally.texts += len(answers)
+        _commit(job, writer, plan, replace, [(row, *answers[row[1]]) for row in rows if row[1] in answers],
+                progress, tally)
         if resend:
             log.info("a batch line was refused: sending its %d texts again, one request at a time", len(resend))
-            texts = {digest: text for _, digest, text in rows if digest in resend}
-            for done in encoder.stream(texts.items()):
-                answers.update((key, (vector, error)) for key, vector, error in done)
-        tally.texts += len(answers)
-        _commit(job, writer, plan, replace, [(row, *answers[row[1]]) for row in rows], progress, tally)
+            plan, _, replace = plan_against(job, writer.entry(job.name))
+            parts = PartEncoder(encoder, job.config.dtype, plan.id_type, plan.repeated, progress, tally)
+            entry = {**set_entry(job, writer.entry(job.name), plan), "dim": encoder.dim}
+            for i, table in enumerate(stream_parts(iter([r for r in rows if r[1] in resend]), encoder, parts)):
+                writer.commit(job.name, entry, [table], drop_old=replace and i == 0)
+                tally.parts += 1
         os.remove(state.path)
 
 

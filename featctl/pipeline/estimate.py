@@ -14,6 +14,7 @@ from featctl.encoders.base import StreamingEncoder
 from featctl.pipeline.batch_api import BATCH_DISCOUNT
 from featctl.pipeline.config import EmbedConfig
 from featctl.pipeline.runner import plan_against, prepare
+from featctl.stores.batches import pending_batches
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class Estimate:
     copied: int            # of those, texts stored under another id: copied, not sent
     empty: int             # rows with an empty text: recorded as failed, never sent
     texts_to_send: int
+    in_batches: int = 0    # texts in submitted batches not collected yet: paid for, never sent again
     tokens: int | None = None
     requests: int | None = None
     long_texts: int | None = None      # texts over the per-input token limit
@@ -45,8 +47,10 @@ def estimate(config: EmbedConfig, *, batch_api: bool = False) -> Estimate:
     """Count what :func:`featctl.pipeline.runner.embed` would send for ``config``."""
     job = prepare(config)
     plan, _, _ = plan_against(job, job.store.load_manifest()["sets"].get(job.name))
+    pending = set().union(*(b.digests() for b in pending_batches(job.store.root, job.name)
+                            if b.recipe_hash == job.digest))
     seen: set[str] = set()
-    empty = copied = 0
+    empty = copied = in_batches = 0
     texts: list[tuple[str, str]] = []
     for _, digest, text in job.rows(plan):
         if not text.strip():
@@ -55,11 +59,13 @@ def estimate(config: EmbedConfig, *, batch_api: bool = False) -> Estimate:
             seen.add(digest)
             if digest in plan.stored:
                 copied += 1
+            elif digest in pending:
+                in_batches += 1
             else:
                 texts.append((digest, text))
     counts = dict(set=job.name, encoder=config.encoder, rows=plan.rows, stored=plan.skipped,
                   to_encode=len(plan.todo), unique_texts=len(seen), copied=copied, empty=empty,
-                  texts_to_send=len(texts), batch_api=batch_api)
+                  texts_to_send=len(texts), batch_api=batch_api, in_batches=in_batches)
     encoder = job.encoder
     if not isinstance(encoder, StreamingEncoder) or not hasattr(encoder, "plan"):
         return Estimate(**counts)  # a local model: no tokens to pay for

@@ -18,13 +18,21 @@ import pyarrow as pa
 
 from featctl.encoders.base import Encoder, StreamingEncoder
 from featctl.encoders.registry import create_encoder
-from featctl.errors import IdTypeError, RecipeMismatchError, SourceFormatError, StoreError, UnknownColumnError
+from featctl.errors import (
+    IdTypeError,
+    PendingBatchesError,
+    RecipeMismatchError,
+    SourceFormatError,
+    StoreError,
+    UnknownColumnError,
+)
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import PartEncoder, Progress, Row, Silent, Tally
 from featctl.pipeline.plan import Plan, Scan, content_hash, make_plan, recipe_hash, scan_source
 from featctl.pipeline.sources import Source
 from featctl.pipeline.stream import stream_parts
 from featctl.pipeline.templates import Template, default_template
+from featctl.stores.batches import pending_batches
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.ids import cast_ids
 from featctl.stores.store import Store, StoreWriter, check_set_name, open_store
@@ -116,6 +124,8 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
     with job.store.writer(config.lock_timeout) as writer:
         entry = writer.entry(name)
         plan, existing, replace = plan_against(job, entry)
+        if pending := [b for b in pending_batches(job.store.root, name) if b.recipe_hash == job.digest]:
+            raise PendingBatchesError(name, len(pending), len(set().union(*(b.digests() for b in pending))))
         if len(plan.todo):
             new_entry = set_entry(job, entry, plan)
             progress.start(len(plan.todo))

@@ -196,3 +196,26 @@ def test_a_model_the_encoder_does_not_know_learns_its_dimension_from_the_server(
     assert result.encoded == 4 and fs.dim == 1024
     np.testing.assert_allclose(fs.vectors([2])[0][0], server.vector("BAAI/bge-m3", TEXTS[1]), atol=1e-6)
     assert server.requests[0].inputs == ["dimension probe"] and "cost_usd" not in result.usage  # no known price
+
+
+def test_a_refusal_of_the_request_itself_is_not_split_input_by_input(server, tmp_path, store):
+    # the server refuses `dimensions` for this model: every request, whatever its inputs
+    with pytest.raises(EncoderFailedError, match="does not support specifying dimensions"):
+        run(texts_file(tmp_path, TEXTS), store, spec="openai:BAAI/bge-m3?dimensions=64")
+    assert len(server.requests) <= 4  # one request and its two halves, not one per input
+    assert manifest_bytes(store) is None
+
+
+def test_closing_a_stream_sends_nothing_more_and_does_not_wait_for_retries(server):
+    from featctl.encoders.registry import create_encoder
+
+    encoder = create_encoder(f"openai:{SMALL}?dimensions=8", max_inputs=1, concurrency=2, backoff=0.01)
+    server.fail_next("429", 1, retry_after=20)  # one worker would sleep 20 s before trying again
+    stream = encoder.stream(enumerate(TEXTS))
+    first = next(stream)
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 2 and first
+    sent = len(server.requests)
+    time.sleep(0.5)
+    assert len(server.requests) == sent

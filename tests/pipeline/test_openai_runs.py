@@ -202,3 +202,51 @@ def test_an_explicit_base_url_and_an_unknown_model(server, source, tmp_path, mon
               "--encoder", "openai:text-embedding-4-huge", "--base-url", server.base_url)
     assert bad.exit_code == 1 and "(404: The model `text-embedding-4-huge` does not exist" in bad.output
     assert "check the model name and --base-url" in bad.output
+
+
+def test_a_long_text_is_never_split_across_batch_files(server, tmp_path, monkeypatch):
+    from featctl.pipeline import batch_api
+
+    monkeypatch.setattr(batch_api, "MAX_BATCH_INPUTS", 2)
+    long = " ".join(f"w{i}" for i in range(13000))  # about 26k tokens: four chunks
+    source = write_tsv(tmp_path / "items.tsv", ["id", "text"], [[1, "short one"], [2, long], [3, "short two"]])
+    out = json.loads(cli(*batch_args(source, tmp_path / "store", "--max-batch-inputs", "2")).output)
+    assert (out["encoded"], out["failed"]) == (3, 0)
+    tokens = tokenizer().encode(long)
+    chunks = [tokens[i:i + 8191] for i in range(0, len(tokens), 8191)]
+    weights = np.array([len(c) for c in chunks], dtype=np.float64)
+    mean = (np.stack([server.vector(SMALL, c, 32) for c in chunks]) * weights[:, None]).sum(0)
+    vector = Store(str(tmp_path / "store")).feature_set("item_text").vectors([2])[0][0]
+    np.testing.assert_allclose(vector, mean / np.linalg.norm(mean), atol=1e-6)
+
+
+def test_pending_batches_block_a_synchronous_run_and_a_no_wait_rerun_collects_them(server, source, tmp_path):
+    store = tmp_path / "store"
+    server.batch_seconds = 0.3
+    assert json.loads(cli(*batch_args(source, store, "--no-wait")).output)["pending_batches"] == 1
+    sync = cli(*embed_args(source, store))
+    assert sync.exit_code == 1
+    assert "1 batch(es) submitted with --batch-api and not collected yet (200 texts" in sync.output
+    plan = json.loads(cli(*embed_args(source, store, "--dry-run", "--json")).output)
+    assert (plan["in_batches"], plan["texts_to_send"]) == (200, 0)
+    time.sleep(0.4)
+    again = json.loads(cli(*batch_args(source, store, "--no-wait")).output)
+    assert again["encoded"] == 200 and "pending_batches" not in again and server.batches_created == 1
+    assert server.requests == []  # nothing was ever sent synchronously
+
+
+def test_the_key_stays_out_of_batch_failures_too(server, source, tmp_path):
+    store = tmp_path / "store"
+    server.echo_key = True
+    server.poison.add("entry 5:")
+    out = cli(*batch_args(source, store, "--max-batch-inputs", "50"))
+    assert json.loads(out.output)["failed"] == 1 and "sk-***" in out.output
+    written = b"".join(p.read_bytes() for p in store.rglob("*") if p.is_file())
+    assert KEY not in out.output and KEY.encode() not in written
+
+
+def test_float16_sets_from_the_api(server, source, tmp_path):
+    store = tmp_path / "store"
+    assert cli(*embed_args(source, store, "--dtype", "float16")).exit_code == 0
+    matrix, _ = Store(str(store)).feature_set("item_text").vectors(range(1, 201))
+    np.testing.assert_allclose(matrix, np.stack([server.vector(SMALL, t, 32) for t in TEXTS]), atol=2e-3)
