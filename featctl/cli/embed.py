@@ -49,7 +49,12 @@ def embed(
     id_column: Optional[str] = typer.Option(None, "--id", help="Id column (default: the first column)."),
     text: Optional[str] = typer.Option(None, "--text", help="Template with {column} placeholders "
                                        "(default: every text column as 'column: value' lines)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Feature set name (default: ENTITY_text)."),
+    image: Optional[str] = typer.Option(None, "--image", help="Column of image paths: embed the images "
+                                        "(with an image encoder such as clip:openai/clip-vit-base-patch32)."),
+    image_root: Optional[Path] = typer.Option(None, "--image-root", help="Folder image paths are relative to "
+                                              "(default: the source file's folder)."),
+    max_image_bytes: int = typer.Option(20 << 20, "--max-image-bytes", help="Larger files fail as over the size cap."),
+    name: Optional[str] = typer.Option(None, "--name", help="Feature set name (default: ENTITY_text or ENTITY_image)."),
     entity: str = typer.Option("item", "--entity", help="item|user."),
     encoder: str = typer.Option(DEFAULT_ENCODER, "--encoder", "-e", help="Encoder spec, e.g. st:BAAI/bge-m3."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Texts per model call (default 32)."),
@@ -96,7 +101,8 @@ def embed(
     config = EmbedConfig(
         source=SourceSpec(path=str(source) if source else None, sql=sql, format=format, encoding=encoding),
         store=store, encoder=encoder, encoder_options={k: v for k, v in options.items() if v is not None},
-        id_column=id_column, text=text, name=name, entity=entity, dtype=dtype,
+        id_column=id_column, text=text, image=image, image_root=str(image_root) if image_root else None,
+        max_image_bytes=max_image_bytes, name=name, entity=entity, dtype=dtype,
         on_duplicate=on_duplicate, part_rows=part_rows, replace=replace, lock_timeout=lock_timeout,
     )
     if dry_run:

@@ -24,6 +24,7 @@ class Encoder(ABC):
 
     prefix: ClassVar[str]
     modality: ClassVar[str] = "text"
+    inputs: ClassVar[tuple[str, ...]] = ("text",)  # what it can encode: "text", "image"
     options: ClassVar[Mapping[str, Callable[[str], Any]]] = {}
 
     dim: int
@@ -33,6 +34,10 @@ class Encoder(ABC):
     @abstractmethod
     def encode(self, inputs: Sequence[str]) -> np.ndarray:
         """Vectors for ``inputs``, in the same order."""
+
+    def encode_query(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for search queries; an image encoder answers with its text tower."""
+        return self.encode(texts)
 
     @classmethod
     def parse_options(cls, raw: Mapping[str, object]) -> dict[str, Any]:
@@ -62,6 +67,8 @@ class StreamingEncoder(Encoder):
     when the caller asks for the next answers, so whatever the caller does with an answer (commit
     it to the store) happens before more money is spent beyond the encoder's in-flight window.
     """
+
+    commit_each_answer: ClassVar[bool] = True  # paid answers are committed at once; local ones by part
 
     @abstractmethod
     def stream(self, texts: Iterable[tuple[K, str]]) -> Iterator[list[Answer[K]]]:

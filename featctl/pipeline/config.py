@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from featctl.errors import FeatctlError
+from featctl.pipeline.images import DEFAULT_MAX_BYTES
 from featctl.pipeline.sources import SourceSpec
 
 DEFAULT_ENCODER = "st:all-MiniLM-L6-v2"
@@ -25,6 +26,9 @@ class EmbedConfig:
     encoder_options: Mapping[str, Any] = field(default_factory=dict)
     id_column: str | None = None
     text: str | None = None
+    image: str | None = None          # an image column: embed the files it names instead of text
+    image_root: str | None = None     # folder image paths are relative to (default: the source's folder)
+    max_image_bytes: int = DEFAULT_MAX_BYTES
     name: str | None = None
     entity: str = "item"
     dtype: str = "float32"
@@ -38,6 +42,10 @@ class EmbedConfig:
                                      (self.on_duplicate, ON_DUPLICATE, "--on-duplicate")):
             if value not in allowed:
                 raise FeatctlError(f"{flag} must be one of {', '.join(allowed)}, got '{value}'")
+        if self.image is not None and self.text is not None:
+            raise FeatctlError("--image and --text make two different sets: embed them in two runs")
+        if self.max_image_bytes < 1:
+            raise FeatctlError(f"--max-image-bytes must be at least 1, got {self.max_image_bytes}")
         if self.part_rows < 1:
             raise FeatctlError(f"--part-rows must be at least 1, got {self.part_rows}")
         if self.lock_timeout < 0:
@@ -45,7 +53,7 @@ class EmbedConfig:
 
     @property
     def set_name(self) -> str:
-        return self.name or f"{self.entity}_text"
+        return self.name or f"{self.entity}_{'image' if self.image is not None else 'text'}"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from featctl.encoders.base import Encoder
 from featctl.errors import EncoderFailedError, first_line
+from featctl.pipeline.images import FAILED
 from featctl.stores.feature_set import part_schema
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class PartEncoder:
         for i, (_, digest, text) in enumerate(rows):
             if not text.strip():
                 errors[i] = EMPTY_TEXT
+            elif text.startswith(FAILED):
+                errors[i] = text[len(FAILED):]
             elif digest not in self.cache:
                 pending.setdefault(digest, []).append(i)
         self.progress.advance(len(rows) - sum(len(v) for v in pending.values()))

@@ -166,7 +166,7 @@ def encode_text(fs: FeatureSet, text: str) -> np.ndarray:
         raise QueryEncoderError(fs.name, spec, "the encoder available here differs from the one that built the set ("
                                 + "; ".join(changes) + "); install the same model or re-embed the set")
     try:
-        vector = np.asarray(encoder.encode([text]), dtype=np.float32)
+        vector = np.asarray(encoder.encode_query([text]), dtype=np.float32)
     except ImportError as exc:
         raise QueryEncoderError(fs.name, spec, f"a package it needs is not installed ({exc.name})") from None
     except Exception as exc:  # a model that fails to load or to encode: say why, in one line

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from featctl.errors import DuplicateIdError, IdTypeError, SourceFormatError
+from featctl.pipeline.images import IMAGE_FAILURES, ImageColumn
 from featctl.pipeline.sources import Source
 from featctl.pipeline.templates import Template
 from featctl.stores.feature_set import FeatureSet
@@ -25,7 +26,7 @@ from featctl.stores.ids import cast_ids, infer_id_type
 log = logging.getLogger(__name__)
 
 # Failures that will fail again on the same content; anything else is retried on the next run.
-PERMANENT_FAILURES = ("empty text",)
+PERMANENT_FAILURES = ("empty text", *IMAGE_FAILURES)
 
 
 def recipe_hash(recipe: dict[str, Any]) -> str:
@@ -68,7 +69,7 @@ class Plan:
     stored: frozenset[str]    # todo hashes already stored under another id: copy, never encode
 
 
-def scan_source(source: Source, id_column: str, template: Template, recipe_digest: str,
+def scan_source(source: Source, id_column: str, template: Template | ImageColumn, recipe_digest: str,
                 on_duplicate: str, id_hint: pa.DataType | None = None) -> Scan:
     """Read the source once, validating ids; fails before the store is touched.
 
@@ -78,8 +79,8 @@ def scan_source(source: Source, id_column: str, template: Template, recipe_diges
     hash_chunks: list[np.ndarray] = []
     for batch in source.batches():
         id_chunks.append(batch.column(id_column))
-        texts = template.render(batch)
-        hash_chunks.append(np.array(content_hashes(recipe_digest, texts), dtype="S32"))
+        keys = template.keys(template.render(batch))
+        hash_chunks.append(np.array(content_hashes(recipe_digest, keys), dtype="S32"))
     if not hash_chunks:
         raise SourceFormatError(f"{source.spec.label}: the source has no rows")
     raw_ids = pa.chunked_array(id_chunks)

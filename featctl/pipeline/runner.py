@@ -8,6 +8,7 @@ at most the parts in flight, and the next run's diff skips everything committed.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,8 +18,9 @@ from typing import Any
 import pyarrow as pa
 
 from featctl.encoders.base import Encoder, StreamingEncoder
-from featctl.encoders.registry import create_encoder
+from featctl.encoders.registry import create_encoder, encoder_class, parse_spec
 from featctl.errors import (
+    EncoderOptionError,
     IdTypeError,
     PendingBatchesError,
     RecipeMismatchError,
@@ -28,6 +30,7 @@ from featctl.errors import (
 )
 from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import PartEncoder, Progress, Row, Silent, Tally
+from featctl.pipeline.images import ImageColumn
 from featctl.pipeline.plan import Plan, Scan, content_hash, make_plan, recipe_hash, scan_source
 from featctl.pipeline.sources import Source
 from featctl.pipeline.stream import stream_parts
@@ -49,7 +52,7 @@ class Job:
     name: str
     source: Source
     id_column: str
-    template: Template
+    template: Template | ImageColumn
     encoder: Encoder
     recipe: dict[str, Any]
     digest: str
@@ -67,9 +70,15 @@ def prepare(config: EmbedConfig, encoder: Encoder | None = None) -> Job:
     id_column = config.id_column or source.columns[0]
     if id_column not in source.columns:
         raise UnknownColumnError(id_column, "--id", source.columns)
-    template = (Template.parse(config.text, source.columns) if config.text is not None
-                else default_template(source.schema, id_column, _first(source)))
-    encoder = encoder or create_encoder(config.encoder, **config.encoder_options)
+    encoder = encoder or _encoder(config)
+    template: Template | ImageColumn
+    if config.image is not None:
+        root = config.image_root or os.path.dirname(os.path.abspath(config.source.path or "."))
+        template = ImageColumn.of(config.image, source.columns, root, config.max_image_bytes)
+    elif config.text is not None:
+        template = Template.parse(config.text, source.columns)
+    else:
+        template = default_template(source.schema, id_column, _first(source))
     recipe = {**encoder.recipe, "template": template.text, "dtype": config.dtype}
     digest = recipe_hash(recipe)
     stored = store.load_manifest()["sets"].get(name)  # a hint only: checked again under the lock
@@ -157,7 +166,23 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, A
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def _todo_rows(source: Source, id_column: str, template: Template, digest: str, plan: Plan) -> Iterator[Row]:
+def _encoder(config: EmbedConfig) -> Encoder:
+    """The encoder a config names, refused early when it cannot read this kind of input."""
+    prefix = parse_spec(config.encoder)[0]
+    cls = encoder_class(prefix)
+    wanted = "image" if config.image is not None else "text"
+    if wanted not in cls.inputs:
+        hint = ("--image needs an image encoder such as clip:openai/clip-vit-base-patch32" if wanted == "image"
+                else "pass --image COLUMN")
+        raise EncoderOptionError(f"encoder '{prefix}:' encodes {' and '.join(cls.inputs)} only; {hint}")
+    options = dict(config.encoder_options)
+    if "image" in cls.inputs and "text" in cls.inputs:
+        options["input"] = wanted
+    return create_encoder(config.encoder, **options)
+
+
+def _todo_rows(source: Source, id_column: str, template: Template | ImageColumn, digest: str,
+               plan: Plan) -> Iterator[Row]:
     """(id, content hash, text) of every row the plan selected, in source order."""
     offset = 0
     for batch in source.batches():
@@ -165,8 +190,9 @@ def _todo_rows(source: Source, id_column: str, template: Template, digest: str, 
         if hi > lo:
             picked = batch.take(pa.array(plan.todo[lo:hi] - offset))
             ids = cast_ids(picked.column(id_column), plan.id_type).to_pylist()
-            for i, (row_id, text) in enumerate(zip(ids, template.render(picked))):
-                now = content_hash(digest, text)
+            texts = template.render(picked)
+            for i, (row_id, text, key) in enumerate(zip(ids, texts, template.keys(texts))):
+                now = content_hash(digest, key)
                 if now.encode() != plan.todo_hashes[lo + i]:
                     raise SourceFormatError(
                         f"{source.spec.label} changed while featctl was reading it (id {row_id}); run again"
@@ -202,7 +228,7 @@ def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer
 
     if isinstance(encoder, StreamingEncoder):
         # Paid requests: each batch of answers is committed before the encoder may send more.
-        for i, table in enumerate(stream_parts(rows, encoder, parts)):
+        for i, table in enumerate(stream_parts(rows, encoder, parts, config.part_rows)):
             commit(table, i == 0)
         return
     # Three stages overlap: a thread reads and renders the next part, this thread encodes the

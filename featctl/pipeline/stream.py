@@ -15,14 +15,17 @@ import pyarrow as pa
 
 from featctl.encoders.base import StreamingEncoder
 from featctl.pipeline.encode import EMPTY_TEXT, PartEncoder, Row
+from featctl.pipeline.images import FAILED
 
 log = logging.getLogger(__name__)
 
 Answered = tuple[Row, "np.ndarray | None", "str | None"]
 
 
-def stream_parts(rows: Iterator[Row], encoder: StreamingEncoder, parts: PartEncoder) -> Iterator[pa.Table]:
-    """Part tables for ``rows``, one per batch of finished requests, each text sent once."""
+def stream_parts(rows: Iterator[Row], encoder: StreamingEncoder, parts: PartEncoder,
+                 part_rows: int = 1) -> Iterator[pa.Table]:
+    """Part tables for ``rows``, each text sent once: one per batch of answers from a paid encoder,
+    else one per ``part_rows`` rows."""
     waiting: dict[str, list[Row]] = {}  # rows by the hash of a text sent and not answered yet
     ready: list[Answered] = []  # rows answered without a request: empty, or a text already known
 
@@ -31,6 +34,8 @@ def stream_parts(rows: Iterator[Row], encoder: StreamingEncoder, parts: PartEnco
             _, digest, text = row
             if not text.strip():
                 ready.append((row, None, EMPTY_TEXT))
+            elif text.startswith(FAILED):
+                ready.append((row, None, text[len(FAILED):]))
             elif digest in parts.cache:
                 ready.append((row, parts.cache[digest], None))
             elif digest in waiting:
@@ -39,10 +44,13 @@ def stream_parts(rows: Iterator[Row], encoder: StreamingEncoder, parts: PartEnco
                 waiting[digest] = [row]
                 yield digest, text
 
+    answered: list[Answered] = []
+    fresh = 0
+    size = 1 if encoder.commit_each_answer else part_rows
     for answers in encoder.stream(texts()):
         answers = parts.checked(answers)
-        answered, ready[:] = list(ready), []
-        fresh = 0
+        answered += ready
+        ready.clear()
         for digest, vector, error in answers:
             if error is None:
                 fresh += 1
@@ -50,8 +58,11 @@ def stream_parts(rows: Iterator[Row], encoder: StreamingEncoder, parts: PartEnco
                     parts.cache[digest] = vector
             answered.extend((row, vector, error) for row in waiting.pop(digest))
         parts.tally.texts += len(answers)
+        if len(answered) >= size:
+            parts.progress.advance(len(answered))
+            yield parts.table(answered, fresh)
+            answered, fresh = [], 0
+    answered += ready
+    if answered:
         parts.progress.advance(len(answered))
         yield parts.table(answered, fresh)
-    if ready:
-        parts.progress.advance(len(ready))
-        yield parts.table(ready, 0)

@@ -36,6 +36,10 @@ class Template:
     text: str
     lines: tuple[tuple[Piece, ...], ...]
 
+    def keys(self, rendered: list[str]) -> list[str]:
+        """What each row's content hash covers: its text."""
+        return rendered
+
     @property
     def fields(self) -> tuple[str, ...]:
         seen = dict.fromkeys(f for line in self.lines for _, f in line if f is not None)
