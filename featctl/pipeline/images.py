@@ -9,15 +9,21 @@ recorded as failed without reaching the model.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
 from featctl.encoders.clip import MISSING_FILE, NOT_AN_IMAGE, TRUNCATED
 from featctl.errors import UnknownColumnError
+from featctl.stores.files import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +32,26 @@ NO_IMAGE = "no image"
 OVER_CAP = "over the size cap"
 # Failures that depend only on a row's content key: the same key fails the same way next run.
 IMAGE_FAILURES = (MISSING_FILE, NO_IMAGE, OVER_CAP, NOT_AN_IMAGE, TRUNCATED)
+URL_ERROR = "URL error"  # not final: the next run tries again
 DEFAULT_MAX_BYTES = 20 << 20
+FETCH_TIMEOUT = 10.0
+FETCH_ATTEMPTS = 3
+FETCH_WORKERS = 8
 
 
 def failure(reason: str) -> str:
     return FAILED + reason
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower().startswith(("http://", "https://"))
+
+
+def image_cache() -> str:
+    """Downloaded images by content hash: ``$FEATCTL_CACHE_DIR/images``, else ``~/.cache/featctl/images``."""
+    root = os.environ.get("FEATCTL_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "featctl")
+    return os.path.join(root, "images")
 
 
 @dataclass
@@ -41,6 +62,7 @@ class ImageColumn:
     root: str
     max_bytes: int = DEFAULT_MAX_BYTES
     _digests: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    _fetched: dict[str, str] = field(default_factory=dict)  # url → cached file or failure, for this run
 
     @classmethod
     def of(cls, column: str, columns: Sequence[str], root: str, max_bytes: int = DEFAULT_MAX_BYTES) -> ImageColumn:
@@ -54,7 +76,12 @@ class ImageColumn:
         return f"image:{{{self.column}}}"
 
     def render(self, batch: pa.RecordBatch) -> list[str]:
-        return [self._locate(value) for value in batch.column(self.column).to_pylist()]
+        values = batch.column(self.column).to_pylist()
+        urls = list(dict.fromkeys(v.strip() for v in values if _is_url(v) and v.strip() not in self._fetched))
+        if urls:  # downloads overlap; each URL is fetched once per run
+            with ThreadPoolExecutor(FETCH_WORKERS, thread_name_prefix="featctl-fetch") as pool:
+                self._fetched.update(zip(urls, pool.map(self._fetch, urls)))
+        return [self._fetched[v.strip()] if _is_url(v) else self._locate(v) for v in values]
 
     def keys(self, rendered: list[str]) -> list[str]:
         """What each row's content hash covers: the image bytes, or the failure with what caused it."""
@@ -70,6 +97,55 @@ class ImageColumn:
         except OSError:
             return failure(MISSING_FILE)
         return failure(OVER_CAP) if size > self.max_bytes else path
+
+    def _fetch(self, url: str) -> str:
+        """The downloaded file in the cache (by content hash), or a failure marker.
+
+        A conditional request (ETag / Last-Modified of the cached copy) avoids downloading again
+        what has not changed; server errors and timeouts are retried with backoff.
+        """
+        url = url.strip()
+        cache = image_cache()
+        index_path = os.path.join(cache, "urls", hashlib.sha256(url.encode()).hexdigest() + ".json")
+        try:
+            with open(index_path, encoding="utf-8") as fh:
+                known = json.load(fh)
+        except (OSError, ValueError):
+            known = {}
+        cached = os.path.join(cache, known.get("sha256", "-"))
+        headers = {"User-Agent": "featctl"}
+        if os.path.exists(cached):
+            headers |= {k: v for k, v in (("If-None-Match", known.get("etag")),
+                                          ("If-Modified-Since", known.get("last_modified"))) if v}
+        error = ""
+        for attempt in range(1, FETCH_ATTEMPTS + 1):
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                            timeout=FETCH_TIMEOUT) as reply:
+                    data = reply.read(self.max_bytes + 1)
+                    if len(data) > self.max_bytes:
+                        return failure(OVER_CAP)
+                    meta = {"etag": reply.headers.get("ETag"), "last_modified": reply.headers.get("Last-Modified")}
+                break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 304:
+                    return self._locate(cached)  # the copy already here, still held to the size cap
+                error = f"HTTP {exc.code}"
+                if exc.code < 500 and exc.code != 429:
+                    return failure(f"{URL_ERROR}: {error}")
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                error = str(getattr(exc, "reason", exc)) or type(exc).__name__
+            if attempt < FETCH_ATTEMPTS:
+                time.sleep(0.5 * 2 ** (attempt - 1))
+        else:
+            return failure(f"{URL_ERROR}: {error}")
+        digest = hashlib.sha256(data).hexdigest()
+        path = os.path.join(cache, digest)
+        os.makedirs(os.path.dirname(index_path), exist_ok=True)
+        if not os.path.exists(path):
+            write_bytes_atomic(path, data)
+        write_json_atomic(index_path, {"url": url, "sha256": digest, **meta})
+        return path
 
     def _digest(self, path: str) -> str:
         """``image:<sha256>`` of a file, computed once per (path, size, mtime) in this process."""

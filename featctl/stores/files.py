@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import threading
 from typing import Any
 
 
@@ -23,11 +24,15 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 def write_text_atomic(path: str, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write ``path`` whole or not at all; a failure leaves no temporary file and names ``path``."""
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(tmp, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

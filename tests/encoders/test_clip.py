@@ -15,6 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from featctl.cli import app
+from featctl.encoders.base import Encoder
+from featctl.encoders.registry import register
 from featctl.pipeline.config import EmbedConfig
 from featctl.pipeline.runner import embed
 from featctl.pipeline.sources import SourceSpec
@@ -142,9 +144,24 @@ def test_text_in_the_image_space_and_a_text_query_against_images(tiny_clip, post
     assert both.exit_code == 0 and "item_text" in both.output and "overlap@3" in both.output, both.output
 
 
+class ImagesOnly(Encoder):
+    """An image-only encoder, as a vision-tower plugin would declare itself."""
+
+    prefix = "imagesonly"
+    inputs = ("image",)
+
+    def __init__(self, model: str) -> None:
+        self.recipe, self.dim = {"model": model}, 4
+
+    def encode(self, inputs):  # noqa: ANN001, ANN201
+        raise AssertionError("never called: refused before any encoding")
+
+
 def test_bad_input_gets_one_line(tiny_clip, posters, tmp_path):
+    register("imagesonly", ImagesOnly)
     store = tmp_path / "store"
     cases = [
+        (["--text", "{title}", "--encoder", "imagesonly:x"], "encoder 'imagesonly:' encodes image only; pass --image"),
         (["--image", "cover", "--encoder", f"clip:{tiny_clip}"], "unknown column 'cover' in --image; available "
                                                                  "columns: id, title, poster"),
         (["--image", "poster"], "encoder 'st:' encodes text only; --image needs an image encoder"),
@@ -171,3 +188,50 @@ def test_movielens_posters(tiny_clip, tmp_path):
     assert result.failures == {"missing file": 19}
     report = CliRunner().invoke(app, ["coverage", "--store", str(store), "--json"])
     assert report.exit_code == 0 and "missing file" in report.output
+
+
+@pytest.fixture
+def http_folder(posters: Path):
+    """The posters folder served over HTTP on 127.0.0.1, counting the files it sends."""
+    import functools
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    sent: list[str] = []
+
+    class Handler(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def send_head(self):  # noqa: ANN202 - http.server's own hook
+            result = super().send_head()
+            if result is not None:
+                sent.append(self.path)
+            return result
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(posters.parent)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", sent
+    server.shutdown()
+    server.server_close()
+
+
+def test_images_from_urls_are_fetched_once_and_cached_by_content(tiny_clip, posters, http_folder, tmp_path,
+                                                                 monkeypatch):
+    monkeypatch.setenv("FEATCTL_CACHE_DIR", str(tmp_path / "cache"))
+    base, sent = http_folder
+    source = write_tsv(tmp_path / "urls.tsv", ["id", "poster"],
+                       [[1, f"{base}/posters/1.png"], [2, f"{base}/posters/2.jpg"], [3, f"{base}/posters/404.jpg"],
+                        [4, f"{base}/posters/1.png"]])
+    store = tmp_path / "store"
+    result = run(source, store, tiny_clip, image="poster")
+    assert result.encoded == 3 and result.failures == {"URL error: HTTP 404": 1}
+    assert sorted(sent) == ["/posters/1.png", "/posters/2.jpg"]  # each URL fetched once per run
+    matrix, _ = Store(str(store)).feature_set("item_image").vectors([1, 2, 4])
+    expected = direct(tiny_clip, [posters.parent / "posters/1.png", posters.parent / "posters/2.jpg"])
+    np.testing.assert_allclose(matrix, expected[[0, 1, 0]], atol=1e-5)
+    sent.clear()
+    again = run(source, store, tiny_clip, image="poster")
+    assert again.encoded == 0 and sent == []  # unchanged files answer 304: nothing downloaded or encoded
+    small = run(source, tmp_path / "capped", tiny_clip, image="poster", max_image_bytes=10)
+    assert small.failures.get("over the size cap") == 3
