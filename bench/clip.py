@@ -316,6 +316,10 @@ def main() -> None:
     args.images = args.images or (64 if args.quick else 384)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()  # the processor-backend notice, once per load
+    transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars, once per run
 
     started = time.perf_counter()
     report: dict[str, Any] = {"environment": environment(), "args": vars(args)}
