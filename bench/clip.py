@@ -38,7 +38,7 @@ import platform
 import random
 import shutil
 import statistics
-import string
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -46,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/clip_model.py
 
 import featctl
 from featctl.encoders.clip import CLIPEncoder
@@ -69,33 +71,16 @@ MAX_ABS_DIFF = 1e-4  # stored vs forward-only normalised vectors
 def make_model(folder: Path) -> Path:
     """A CLIP with ViT-B/32 vision dimensions and random weights, saved with its processor.
 
-    The tokenizer is a character vocabulary built in place (as in tests/encoders/test_clip.py), so
+    The tokenizer is a character vocabulary built in place (tests/clip_model.py), so
     nothing is downloaded; only the image tower is timed.
     """
-    import torch
-    import transformers
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from tests.clip_model import save_random_clip
 
-    chars = sorted(set(string.ascii_lowercase + string.digits + " .,!?'-"))
-    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": len(chars) + i for i, c in enumerate(chars)}
-    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
-               "pad_token_id": vocab["<|endoftext|>"]}
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, **special),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                           image_size=224, patch_size=32),
-        projection_dim=512)
-    torch.manual_seed(0)
-    CLIPModel(config).save_pretrained(folder)
-    image_processor = getattr(transformers, "CLIPImageProcessorPil", transformers.CLIPImageProcessor)
-    processor = CLIPProcessor(image_processor=image_processor(size={"shortest_edge": 224},
-                                                              crop_size={"height": 224, "width": 224}),
-                              tokenizer=tokenizer)
-    processor.save_pretrained(folder)
-    return folder
+    return save_random_clip(folder, projection_dim=512, image_size=224,
+                            vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12, patch_size=32),
+                            text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                      num_attention_heads=2))
 
 
 def make_posters(folder: Path, n: int, seed: int = 0) -> tuple[Path, list[Path]]:

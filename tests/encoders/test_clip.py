@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import string
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from featctl.pipeline.config import EmbedConfig
 from featctl.pipeline.runner import embed
 from featctl.pipeline.sources import SourceSpec
 from featctl.stores.store import Store
+from tests.clip_model import save_random_clip
 from tests.conftest import manifest_bytes, write_tsv
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230), "grey": (128, 128, 128)}
@@ -28,29 +28,11 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (20, 40, 230), 
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import transformers
-    from transformers import CLIPConfig, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-clip")
-    chars = sorted(set(string.ascii_lowercase + string.digits + " .,!?'-"))
-    vocab = {c: i for i, c in enumerate(chars)} | {c + "</w>": len(chars) + i for i, c in enumerate(chars)}
-    vocab |= {"<|startoftext|>": len(vocab), "<|endoftext|>": len(vocab) + 1}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
-    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
-               "pad_token_id": vocab["<|endoftext|>"]}
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=77, **special),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16)
-    CLIPModel(config).save_pretrained(folder)
-    image_processor = getattr(transformers, "CLIPImageProcessorPil", transformers.CLIPImageProcessor)
-    processor = CLIPProcessor(image_processor=image_processor(size={"shortest_edge": 32},
-                                                              crop_size={"height": 32, "width": 32}),
-                              tokenizer=tokenizer)
-    processor.save_pretrained(folder)
-    return folder
+    return save_random_clip(tmp_path_factory.mktemp("tiny-clip"), projection_dim=16, image_size=32,
+                            vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=2, patch_size=8),
+                            text=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2))
 
 
 def direct(folder: Path, paths: list[Path] | None = None, texts: list[str] | None = None) -> np.ndarray:
