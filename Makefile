@@ -26,6 +26,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/embed.py
 	$(BIN)/python bench/openai.py
+	$(BIN)/python bench/clip.py
 	$(BIN)/python bench/coverage.py --repeats 3
 	$(BIN)/python bench/index.py
 	$(BIN)/python bench/train_speed.py

@@ -152,7 +152,7 @@ def estimate_text(plan: Estimate) -> str:
 def summary_line(result: EmbedResult) -> str:
     reasons = ", ".join(f"{reason}: {n}" for reason, n in result.failures.items())
     failed = f"{result.failed} failed" + (f" ({reasons})" if reasons else "")
-    reused = f" ({result.reused} copied from identical texts)" if result.reused else ""
+    reused = f" ({result.reused} copied from identical {result.input}s)" if result.reused else ""
     spent = ""
     if usage := result.usage:
         cost = usage.get("cost_usd")

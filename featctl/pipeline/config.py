@@ -73,11 +73,12 @@ class EmbedResult:
     failures: Mapping[str, int] = field(default_factory=dict)
     usage: Mapping[str, Any] = field(default_factory=dict)  # a paid API's requests, tokens and cost
     pending_batches: int = 0  # --batch-api: batches submitted and not yet ingested
+    input: str = "text"  # what the rows hold: "text" or "image"
 
     def to_dict(self) -> dict[str, Any]:
         return {"set": self.set, "rows": self.rows, "encoded": self.encoded, "skipped": self.skipped,
                 "failed": self.failed, "seconds": round(self.seconds, 3), "reused": self.reused,
                 "texts_encoded": self.texts_encoded, "parts_written": self.parts_written,
-                "store": self.store, "failures": dict(self.failures),
+                "store": self.store, "input": self.input, "failures": dict(self.failures),
                 **({"usage": dict(self.usage)} if self.usage else {}),
                 **({"pending_batches": self.pending_batches} if self.pending_batches else {})}

@@ -144,7 +144,7 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
         set=name, rows=plan.rows, encoded=tally.encoded + tally.reused, skipped=plan.skipped,
         failed=sum(tally.failures.values()), seconds=time.perf_counter() - started, reused=tally.reused,
         texts_encoded=tally.texts, parts_written=tally.parts, store=job.store.root,
-        failures=dict(tally.failures), usage=api_usage(encoder),
+        failures=dict(tally.failures), usage=api_usage(encoder), input="image" if config.image else "text",
     )
 
 

@@ -107,6 +107,18 @@ def test_hash_is_over_the_bytes_not_the_path(tiny_clip, posters, tmp_path):
     np.testing.assert_allclose(vector, direct(tiny_clip, [folder / "3.png"])[0], atol=1e-5)
 
 
+def test_a_copy_of_a_poster_is_encoded_once_and_the_summary_says_images(tiny_clip, posters, tmp_path):
+    folder = posters.parent / "posters"
+    shutil.copy(folder / "1.png", folder / "copy.png")
+    posters.write_text(posters.read_text() + "9\tsame poster\tposters/copy.png\n")
+    result = CliRunner().invoke(app, ["embed", "--source", str(posters), "--store", str(tmp_path / "store"),
+                                      "--image", "poster", "--encoder", f"clip:{tiny_clip}"])
+    assert result.exit_code == 0, result.output
+    assert "5 encoded (1 copied from identical images)" in result.output
+    matrix, mask = Store(str(tmp_path / "store")).feature_set("item_image").vectors([1, 9])
+    assert mask.all() and np.array_equal(matrix[0], matrix[1])
+
+
 def test_text_in_the_image_space_and_a_text_query_against_images(tiny_clip, posters, tmp_path):
     store = tmp_path / "store"
     run(posters, store, tiny_clip, image="poster")
