@@ -45,7 +45,7 @@ def featctl_lightgcn(parts: Any, epochs: int, patience: int) -> dict[str, Any]:
     params = LightGCNParams()
     torch.manual_seed(0)
     model = LightGCN(parts.train, parts.n_users, parts.n_items, params)
-    history = fit(model, parts, Schedule(epochs, patience, 1, 0), params.lr, params.reg, params.batch)
+    history = fit(model, parts, Schedule(epochs, patience, 1, 0), params.lr)
     test = evaluate(scorer(model), parts, "test", ks=(10, 20))["all"]
     return {"epoch_seconds": history.epoch_seconds, "epochs": history.epochs_run, "best_epoch": history.best_epoch,
             "recall@20": test["recall@20"], "ndcg@20": test["ndcg@20"]}

@@ -32,11 +32,27 @@ ITEM_FEATURES = _O(None, "--item-features", help="Feature set of items (e.g. ite
 USER_FEATURES = _O(None, "--user-features", help="Feature set of users.")
 MIN_COVERAGE = _O(0.9, "--min-coverage", help="Refuse to train when fewer interactions have features.")
 TUNE = _O(False, "--tune-features", help="Fine-tune the feature vectors too (frozen by default).")
+IMAGE_FEATURES = _O(None, "--image-features", help="mmgnn, moe: image feature set of items (e.g. item_image).")
+MODALITIES = _O(None, "--modalities", help="mmgnn, moe: which of id,text,image to use (default: id and every "
+                                           "set given; text is --item-features).")
+ITEMS = _O(None, "--items", help="mmgnn: catalogue file holding the --item-tags column.")
+ITEMS_ID_COL = _O(None, "--items-id-col", help="Item id column of --items (default: --item-col).")
+ITEM_TAGS = _O(None, "--item-tags", help="mmgnn: a column of comma-separated tags (genres) in --items.")
 DIM = _O(64, "--dim", help="Embedding dimension.")
-LAYERS = _O(2, "--layers", help="Propagation layers.")
+LAYERS = _O(2, "--layers", help="Propagation layers (lightgcn, mmgnn); self-attention blocks (moe).")
 LR = _O(1e-3, "--lr", help="Adam learning rate.")
-REG = _O(1e-4, "--reg", help="L2 weight on the layer-0 embeddings of each batch.")
-BATCH = _O(2048, "--batch", help="BPR triples per step.")
+REG = _O(1e-4, "--reg", help="L2 weight on the layer-0 embeddings of each batch (lightgcn, mmgnn).")
+BATCH = _O(None, "--batch", help="BPR triples per step (default 2048); moe: sequences per step (default 128).")
+ITEM_GRAPH = _O(True, "--item-graph/--no-item-graph", help="mmgnn: the per-item feature-interaction graph.")
+ATTENTION = _O(True, "--attention/--no-attention", help="mmgnn: self-attention across an item's fields.")
+GRAPH_LAYERS = _O(2, "--graph-layers", help="mmgnn: GNN layers over each item's graph.")
+GRAPH_REG = _O(1e-3, "--graph-reg", help="mmgnn: weight of the generated graphs' sparsity penalty.")
+HEADS = _O(2, "--heads", help="mmgnn, moe: attention heads.")
+SUB_EXPERTS = _O(1, "--sub-experts", help="moe: experts per modality, under their own gate.")
+NEGATIVES = _O(256, "--negatives", help="moe: sampled negatives per step (sampled softmax).")
+BALANCE = _O(0.01, "--balance", help="moe: weight of the gates' load-balancing loss.")
+MAX_LEN = _O(50, "--max-len", help="moe: most recent items a user's sequence keeps.")
+DROPOUT = _O(0.2, "--dropout", help="moe: dropout in the self-attention blocks.")
 EPOCHS = _O(300, "--epochs", help="Most epochs to train.")
 PATIENCE = _O(50, "--patience", help="Stop after this many evaluations without a better validation NDCG@20.")
 EVAL_EVERY = _O(1, "--eval-every", help="Epochs between validations.")
@@ -44,48 +60,67 @@ EVAL_EVERY = _O(1, "--eval-every", help="Epochs between validations.")
 
 def _config(model: str, interactions: Path, user_col: str, item_col: str, rating_col: Optional[str],
             min_rating: Optional[float], time_col: Optional[str], k_core: int, fmt: Optional[str], split: str,
-            seed: int, item_features: Optional[str], user_features: Optional[str], min_coverage: float,
-            tune_features: bool, dim: int, layers: int, lr: float, reg: float, batch: int, epochs: int,
+            seed: int, item_features: Optional[str], user_features: Optional[str], image_features: Optional[str],
+            modalities: Optional[str], items: Optional[Path], items_id_col: Optional[str], item_tags: Optional[str],
+            min_coverage: float, tune_features: bool, dim: int, layers: int, lr: float, reg: float,
+            batch: Optional[int], item_graph: bool, attention: bool, graph_layers: int, graph_reg: float, heads: int,
+            sub_experts: int, negatives: int, balance: float, max_len: int, dropout: float, epochs: int,
             patience: int, eval_every: int, store: Optional[str], lock_timeout: float, fusion: str = "none",
             export: bool = False) -> TrainConfig:
+    from featctl.errors import TrainInputError
     from featctl.models.data import InteractionsConfig
     from featctl.models.fit import Schedule
     from featctl.models.lightgcn import LightGCNParams
+    from featctl.models.mmgnn import MMGNNParams
+    from featctl.models.modalities import TagsConfig
+    from featctl.models.moe import MoEParams
     from featctl.models.train import TrainConfig
     from featctl.pipeline.sources import SourceSpec
 
-    source = SourceSpec(str(interactions), format=fmt)
+    if bool(items) != bool(item_tags):
+        raise TrainInputError("--item-tags names a column of the --items file; pass both")
+    tags = TagsConfig(SourceSpec(str(items)), item_tags, items_id_col or item_col) if items and item_tags else None
     return TrainConfig(
         model=model, store=store, split=split, seed=seed, item_features=item_features, user_features=user_features,
-        min_coverage=min_coverage, export=export, lock_timeout=lock_timeout,
-        interactions=InteractionsConfig(source, user_col, item_col, rating_col, min_rating, time_col, k_core),
-        lightgcn=LightGCNParams(dim, layers, lr, reg, batch, fusion, tune_features),
+        image_features=image_features, modalities=modalities or (), tags=tags, min_coverage=min_coverage,
+        export=export, lock_timeout=lock_timeout,
+        interactions=InteractionsConfig(SourceSpec(str(interactions), format=fmt), user_col, item_col, rating_col,
+                                        min_rating, time_col, k_core),
+        lightgcn=LightGCNParams(dim, layers, lr, reg, batch or 2048, fusion, tune_features),
+        mmgnn=MMGNNParams(dim, layers, lr, reg, batch or 2048, item_graph, attention, graph_layers, heads, graph_reg),
+        moe=MoEParams(dim, layers, heads, max_len, dropout, lr, batch or 128, negatives, sub_experts, balance),
         schedule=Schedule(epochs, patience, eval_every, seed))
 
 
-@app.command(epilog="Example: featctl train lightgcn -i data/interactions.tsv --item-features item_text "
-                    "--fusion concat  (baselines: featctl train ease -i data/interactions.tsv)")
+@app.command(epilog="Examples: featctl train lightgcn -i data/interactions.tsv --item-features item_text "
+                    "--fusion concat · featctl train mmgnn -i ml/interactions.tsv --item-features item_text "
+                    "--image-features item_image --items ml/items.tsv --item-tags genres · featctl train moe "
+                    "-i ml/interactions.tsv --time-col timestamp --split temporal --item-features item_text")
 def train(
-    model: str = typer.Argument(..., help="lightgcn, or a baseline: pop, itemknn, ease, content."),
+    model: str = typer.Argument(..., help="lightgcn, mmgnn, moe, or a baseline: pop, itemknn, ease, content."),
     interactions: Path = INTERACTIONS, user_col: str = USER_COL, item_col: str = ITEM_COL,
     rating_col: Optional[str] = RATING_COL, min_rating: Optional[float] = MIN_RATING,
     time_col: Optional[str] = TIME_COL, k_core: int = K_CORE, fmt: Optional[str] = FORMAT,
     split: str = SPLIT, seed: int = SEED, item_features: Optional[str] = ITEM_FEATURES,
-    user_features: Optional[str] = USER_FEATURES,
-    fusion: str = _O("none", "--fusion", help="How features join the ID embeddings: none, sum, concat or gate."),
+    user_features: Optional[str] = USER_FEATURES, image_features: Optional[str] = IMAGE_FEATURES,
+    modalities: Optional[str] = MODALITIES, items: Optional[Path] = ITEMS, items_id_col: Optional[str] = ITEMS_ID_COL,
+    item_tags: Optional[str] = ITEM_TAGS,
+    fusion: str = _O("none", "--fusion", help="lightgcn: how features join the IDs: none, sum, concat or gate."),
     min_coverage: float = MIN_COVERAGE, tune_features: bool = TUNE, dim: int = DIM, layers: int = LAYERS,
-    lr: float = LR, reg: float = REG, batch: int = BATCH, epochs: int = EPOCHS, patience: int = PATIENCE,
-    eval_every: int = EVAL_EVERY,
+    lr: float = LR, reg: float = REG, batch: Optional[int] = BATCH, item_graph: bool = ITEM_GRAPH,
+    attention: bool = ATTENTION, graph_layers: int = GRAPH_LAYERS, graph_reg: float = GRAPH_REG, heads: int = HEADS,
+    sub_experts: int = SUB_EXPERTS, negatives: int = NEGATIVES, balance: float = BALANCE, max_len: int = MAX_LEN,
+    dropout: float = DROPOUT, epochs: int = EPOCHS, patience: int = PATIENCE, eval_every: int = EVAL_EVERY,
     export: bool = _O(False, "--export", help="Write the learned embeddings into the store (<model>_item, _user)."),
     store: Optional[str] = StoreOption, lock_timeout: float = LockTimeoutOption, json: bool = JsonOption,
 ) -> None:
     """Train a recommender on the store's features; evaluate it with full ranking on all, warm and cold items."""
+    options = {k: v for k, v in locals().items() if k != "json"}
+    from featctl.models.train import TRAINED
     from featctl.models.train import train as run_train
 
-    config = _config(model, interactions, user_col, item_col, rating_col, min_rating, time_col, k_core, fmt, split,
-                     seed, item_features, user_features, min_coverage, tune_features, dim, layers, lr, reg, batch,
-                     epochs, patience, eval_every, store, lock_timeout, fusion, export)
-    with _progress(config.schedule.epochs if model == "lightgcn" else 0) as on_epoch:
+    config = _config(**options)
+    with _progress(config.schedule.epochs if model in TRAINED else 0) as on_epoch:
         result = run_train(config, on_epoch)
     if json:
         print_json(result.to_dict())
@@ -93,31 +128,34 @@ def train(
     _render(result)
 
 
-@app.command(epilog="Example: featctl ablate lightgcn -i interactions.tsv --item-features item_text "
-                    "--user-features user_text")
+@app.command(epilog="Examples: featctl ablate lightgcn -i interactions.tsv --item-features item_text "
+                    "--user-features user_text · featctl ablate mmgnn -i ml/interactions.tsv --item-features "
+                    "item_text --image-features item_image --items ml/items.tsv --item-tags genres")
 def ablate(
-    model: str = typer.Argument("lightgcn", help="The model whose fusion is ablated (lightgcn)."),
+    model: str = typer.Argument("lightgcn", help="The model to ablate: lightgcn, mmgnn or moe."),
     interactions: Path = INTERACTIONS, user_col: str = USER_COL, item_col: str = ITEM_COL,
     rating_col: Optional[str] = RATING_COL, min_rating: Optional[float] = MIN_RATING,
     time_col: Optional[str] = TIME_COL, k_core: int = K_CORE, fmt: Optional[str] = FORMAT,
     split: str = SPLIT, seed: int = SEED, item_features: Optional[str] = ITEM_FEATURES,
-    user_features: Optional[str] = USER_FEATURES,
-    fusions: str = _O("sum,concat,gate", "--fusions", help="Fusion modes to compare."),
+    user_features: Optional[str] = USER_FEATURES, image_features: Optional[str] = IMAGE_FEATURES,
+    modalities: Optional[str] = MODALITIES, items: Optional[Path] = ITEMS, items_id_col: Optional[str] = ITEMS_ID_COL,
+    item_tags: Optional[str] = ITEM_TAGS,
+    fusions: str = _O("sum,concat,gate", "--fusions", help="lightgcn: fusion modes to compare."),
     min_coverage: float = MIN_COVERAGE, tune_features: bool = TUNE, dim: int = DIM, layers: int = LAYERS,
-    lr: float = LR, reg: float = REG, batch: int = BATCH, epochs: int = EPOCHS, patience: int = PATIENCE,
-    eval_every: int = EVAL_EVERY, store: Optional[str] = StoreOption, lock_timeout: float = LockTimeoutOption,
-    json: bool = JsonOption,
+    lr: float = LR, reg: float = REG, batch: Optional[int] = BATCH, item_graph: bool = ITEM_GRAPH,
+    attention: bool = ATTENTION, graph_layers: int = GRAPH_LAYERS, graph_reg: float = GRAPH_REG, heads: int = HEADS,
+    sub_experts: int = SUB_EXPERTS, negatives: int = NEGATIVES, balance: float = BALANCE, max_len: int = MAX_LEN,
+    dropout: float = DROPOUT, epochs: int = EPOCHS, patience: int = PATIENCE, eval_every: int = EVAL_EVERY,
+    store: Optional[str] = StoreOption, lock_timeout: float = LockTimeoutOption, json: bool = JsonOption,
 ) -> None:
-    """Train LightGCN for each fusion mode × feature side (none, item, user, both) and print one table."""
+    """Train a model once per switched-off part (lightgcn: fusion × feature side) and print one table."""
+    options = {k: v for k, v in locals().items() if k not in ("json", "fusions")}
     from featctl.models.ablate import AblateConfig
     from featctl.models.ablate import ablate as run_ablate
 
-    base = _config(model, interactions, user_col, item_col, rating_col, min_rating, time_col, k_core, fmt, split,
-                   seed, item_features, user_features, min_coverage, tune_features, dim, layers, lr, reg, batch,
-                   epochs, patience, eval_every, store, lock_timeout)
-    config = AblateConfig(base, tuple(f.strip() for f in fusions.split(",") if f.strip()))
-    result = run_ablate(config, lambda fusion, side, r: err_console.print(
-        f"{fusion}/{side}: recall@20 {r.metrics['all']['recall@20']:.4f} (run {r.run})", markup=False))
+    config = AblateConfig(_config(**options), tuple(f.strip() for f in fusions.split(",") if f.strip()))
+    result = run_ablate(config, lambda label, r: err_console.print(
+        f"{label}: recall@20 {r.metrics['all']['recall@20']:.4f} (run {r.run})", markup=False))
     if json:
         print_json(result.to_dict())
         return
@@ -159,6 +197,14 @@ def _render(result: TrainResult) -> None:
     if "best_epoch" in t:
         console.print(f"trained {t['epochs']} epochs ({t['epoch_seconds_mean']:.3f} s each), best validation "
                       f"ndcg@20 {t['best_valid_ndcg@20']} at epoch {t['best_epoch']}", markup=False)
+    for group, weights in (t.get("gate_weights") or {}).items():
+        console.print(f"gate weights, {group} items: " + " · ".join(f"{m} {w:.3f}" for m, w in weights.items()),
+                      markup=False)
+    if graph := t.get("item_graph"):
+        rows = [f"{a}→(" + ", ".join(f"{v:.2f}" for v in row) + ")" for a, row in zip(graph["fields"],
+                                                                                      graph["mean_adjacency"])]
+        console.print(f"item graphs over {', '.join(graph['fields'])}, mean edge weights: {' '.join(rows)}",
+                      markup=False)
     groups = [g for g in ("all", "warm", "cold") if result.metrics.get(g)]
     table = Table(title="test metrics (full ranking)", title_justify="left")
     table.add_column("metric")
@@ -175,13 +221,12 @@ def _render(result: TrainResult) -> None:
 
 
 def _render_ablation(result: AblationResult) -> None:
-    table = Table(title=f"lightgcn ablation (test, full ranking) · run {result.run}", title_justify="left")
-    for column in ("fusion", "features", "recall@20", "ndcg@20", "cold recall@20", "cold ndcg@20", "run"):
-        table.add_column(column, justify="left" if column in ("fusion", "features", "run") else "right")
+    table = Table(title=f"{result.model} ablation (test, full ranking) · run {result.run}", title_justify="left")
+    for column in ("cell", "recall@20", "ndcg@20", "hit@10", "cold recall@20", "cold ndcg@20", "run"):
+        table.add_column(column, justify="left" if column in ("cell", "run") else "right")
     for row in result.rows:
-        cold = row["metrics"].get("cold") or {}
-        table.add_row(row["fusion"], row["features"], f"{row['metrics']['all']['recall@20']:.4f}",
-                      f"{row['metrics']['all']['ndcg@20']:.4f}",
+        every, cold = row["metrics"]["all"], row["metrics"].get("cold") or {}
+        table.add_row(row["cell"], f"{every['recall@20']:.4f}", f"{every['ndcg@20']:.4f}", f"{every['hit@10']:.4f}",
                       f"{cold['recall@20']:.4f}" if cold else "–", f"{cold['ndcg@20']:.4f}" if cold else "–",
                       row["run"])
     console.print(table)

@@ -1,4 +1,5 @@
-"""The training loop of the embedding trainers: BPR epochs, validation, early stopping, checkpoints."""
+"""The training loop of the embedding trainers: epochs of a model's own steps, validation, early stopping,
+checkpoints."""
 
 from __future__ import annotations
 
@@ -6,15 +7,15 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from featctl.errors import NanLossError, TrainInputError
-from featctl.models.evaluate import validation_ndcg
-from featctl.models.lightgcn import LightGCN, NegativeSampler
+from featctl.models.evaluate import Scorer, validation_ndcg
 from featctl.models.splits import Split
 
 log = logging.getLogger(__name__)
@@ -50,18 +51,29 @@ class History:
     stopped_early: bool = False
 
 
-def fit(model: LightGCN, split: Split, schedule: Schedule, lr: float, reg: float, batch: int,
-        checkpoint: Callable[[LightGCN], str] | None = None,
+class Trainable(Protocol):
+    """What :func:`fit` trains: a torch module that yields its own training steps and scores every item."""
+
+    def steps(self, rng: np.random.Generator) -> Iterator[tuple[int, torch.Tensor]]:
+        """One epoch: (examples, loss) per step, the loss still to be back-propagated."""
+        ...
+
+    def scorer(self, part: str) -> Scorer:
+        """Scores of every item for a batch of users when evaluating ``part`` ("valid" or "test")."""
+        ...
+
+
+def fit(model: torch.nn.Module, split: Split, schedule: Schedule, lr: float,
+        checkpoint: Callable[[torch.nn.Module], str] | None = None,
         on_epoch: Callable[[int, float, float | None], None] | None = None) -> History:
-    """Train with Adam on BPR triples; keep the weights of the best validation NDCG@20 (among cold items
-    on a cold-item split).
+    """Train ``model`` (a :class:`Trainable`) with Adam; keep the weights of the best validation NDCG@20
+    (among cold items on a cold-item split).
 
     ``checkpoint(model)`` saves the best weights and returns where; a NaN loss stops the run with
     the epoch and step, keeping that checkpoint.
     """
     rng = np.random.default_rng(schedule.seed)
     torch.manual_seed(schedule.seed)
-    sampler = NegativeSampler(split.train, split.n_items, rng)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     history = History()
     best_state = copy.deepcopy(model.state_dict())
@@ -74,25 +86,21 @@ def fit(model: LightGCN, split: Split, schedule: Schedule, lr: float, reg: float
     for epoch in range(1, schedule.epochs + 1):
         started = time.perf_counter()
         model.train()
-        order = rng.permutation(len(split.train))
-        total = 0.0
-        for step, start in enumerate(range(0, len(order), batch), 1):
-            rows = split.train[order[start:start + batch]]
-            users, pos = rows[:, 0], rows[:, 1]
-            neg = sampler(users)
-            loss = model.loss(torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg), reg)
+        total, seen = 0.0, 0
+        for step, (rows, loss) in enumerate(model.steps(rng), 1):
             if not torch.isfinite(loss):
                 model.load_state_dict(best_state)
                 raise NanLossError(epoch, step, saved)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(rows)
+            total += float(loss.detach()) * rows
+            seen += rows
         history.epoch_seconds.append(time.perf_counter() - started)
         history.epochs_run = epoch
         score = None
         if validate and (epoch % schedule.eval_every == 0 or epoch == schedule.epochs):
-            score = validation_ndcg(scorer(model), split, STOP_K, group=watched)
+            score = validation_ndcg(scorer(model, "valid"), split, STOP_K, group=watched)
             history.valid.append((epoch, score))
             if score > history.best_valid:
                 history.best_valid, history.best_epoch, stale = score, epoch, 0
@@ -101,7 +109,7 @@ def fit(model: LightGCN, split: Split, schedule: Schedule, lr: float, reg: float
             else:
                 stale += 1
         if on_epoch:
-            on_epoch(epoch, total / len(order), score)
+            on_epoch(epoch, total / max(seen, 1), score)
         if stale >= schedule.patience:
             history.stopped_early = True
             break
@@ -114,8 +122,7 @@ def fit(model: LightGCN, split: Split, schedule: Schedule, lr: float, reg: float
     return history
 
 
-def scorer(model: LightGCN) -> Callable[[np.ndarray], torch.Tensor]:
-    """Scores of every item for a batch of users, from embeddings computed once."""
+def scorer(model: torch.nn.Module, part: str = "test") -> Scorer:
+    """The trained model's scores for ``part``, in evaluation mode."""
     model.eval()
-    users, items = model.embeddings()
-    return lambda batch: users[torch.from_numpy(np.asarray(batch))] @ items.T
+    return model.scorer(part)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +129,7 @@ class LightGCN(nn.Module):
         if params.fusion == "none":
             user_features = item_features = None
         self.n_users, self.n_items, self.layers = n_users, n_items, params.layers
+        self.train_pairs, self.reg, self.batch = train, params.reg, params.batch
         seen_users = np.bincount(train[:, 0], minlength=n_users) > 0
         seen_items = np.bincount(train[:, 1], minlength=n_items) > 0
         self.users = _Side(n_users, seen_users, params, user_features)
@@ -145,19 +147,39 @@ class LightGCN(nn.Module):
             total = total + layer
         return total / (self.layers + 1)
 
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> torch.Tensor:
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """BPR, plus L2 on the layer-0 embeddings of the batch."""
         ego = self.layer0()
         nodes = torch.cat([users, pos + self.n_users, neg + self.n_users])  # one gather each, not three
         u, p, n = self.propagate(ego)[nodes].view(3, len(users), -1)
         bpr = -nn.functional.logsigmoid((u * (p - n)).sum(1)).mean()
-        return bpr + reg * ego[nodes].square().sum() / (2 * len(users))
+        return bpr + self.reg * ego[nodes].square().sum() / (2 * len(users))
+
+    def steps(self, rng: np.random.Generator) -> Iterator[tuple[int, torch.Tensor]]:
+        """One epoch of BPR over the training pairs in a random order, a uniform negative for each."""
+        yield from bpr_steps(self, self.train_pairs, self.n_items, self.batch, rng)
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (user, item) embeddings: what scores, checkpoints and ``--export`` use."""
         final = self.propagate(self.layer0())
         return final[: self.n_users], final[self.n_users:]
+
+    def scorer(self, part: str) -> Callable[[np.ndarray], torch.Tensor]:
+        users, items = self.embeddings()
+        return lambda batch: users[torch.from_numpy(np.asarray(batch))] @ items.T
+
+
+def bpr_steps(model: nn.Module, train: np.ndarray, n_items: int, batch: int,
+              rng: np.random.Generator) -> Iterator[tuple[int, torch.Tensor]]:
+    """BPR triples in batches: ``model.loss(users, positives, negatives)`` for each."""
+    sampler = NegativeSampler(train, n_items, rng)
+    order = rng.permutation(len(train))
+    for start in range(0, len(order), batch):
+        rows = train[order[start:start + batch]]
+        users, pos = rows[:, 0], rows[:, 1]
+        neg = sampler(users)
+        yield len(rows), model.loss(torch.from_numpy(users), torch.from_numpy(pos), torch.from_numpy(neg))
 
 
 class NegativeSampler:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -30,23 +29,6 @@ from tests.conftest import REPO, store_snapshot, write_tsv
 DATA = REPO / "data"
 INTERACTIONS = str(DATA / "interactions.tsv")
 runner = CliRunner()
-
-
-@pytest.fixture(scope="session")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """item_text (MiniLM over the catalogue) and user_text (MiniLM over the bios; 15 are empty)."""
-    root = tmp_path_factory.mktemp("sample") / "store"
-    embed(EmbedConfig(source=SourceSpec(str(DATA / "anime.tsv")), store=str(root)))
-    embed(EmbedConfig(source=SourceSpec(str(DATA / "users.tsv")), store=str(root), name="user_text",
-                      entity="user", id_column="user_id", text="{bio}"))
-    return root
-
-
-@pytest.fixture
-def store(sample_store: Path, tmp_path: Path) -> Path:
-    copy = tmp_path / "store"
-    shutil.copytree(sample_store, copy)
-    return copy
 
 
 def _train(store: Path, *args: str) -> dict:
@@ -176,7 +158,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path: Path) -
 
     with pytest.raises(NanLossError, match=r"NaN at epoch 3, step 1; the last good checkpoint is kept at .*"
                                            r"checkpoint.pt; lower --lr"):
-        fit(model, parts, Schedule(epochs=5), lr=1e-3, reg=1e-4, batch=64, checkpoint=checkpoint, on_epoch=poison)
+        fit(model, parts, Schedule(epochs=5), lr=1e-3, checkpoint=checkpoint, on_epoch=poison)
     assert saved and all(torch.isfinite(v).all() for v in saved[-1].values() if v.is_floating_point())
     assert torch.isfinite(model.items.ids.weight).all()  # the model is back at its last good weights
 
@@ -240,7 +222,7 @@ def test_features_of_any_dimension_are_projected_and_frozen_unless_tuned(tmp_pat
     model = LightGCN(parts.train, parts.n_users, parts.n_items,
                      LightGCNParams(dim=16, batch=32, fusion="gate", tune_features=tune), item_features=features)
     assert model.items.project.weight.shape == (16, 8)
-    fit(model, parts, Schedule(epochs=3), lr=1e-2, reg=1e-4, batch=32)
+    fit(model, parts, Schedule(epochs=3), lr=1e-2)
     changed = not torch.equal(model.items.vectors.detach(), torch.from_numpy(features.vectors))
     assert changed is tune
 
