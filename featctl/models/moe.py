@@ -116,9 +116,10 @@ class MoESASRec(nn.Module):
             else:
                 experts[modality] = Expert(Projection(inputs.features[modality], d), d, params.sub_experts)
         self.experts = nn.ModuleDict(experts)
-        masks = [torch.ones(split.n_items, dtype=torch.bool) if m == "id" else torch.from_numpy(
-            inputs.features[m].mask.copy()) for m in modalities]
-        self.register_buffer("has", torch.stack(masks, dim=1))
+        masks = [torch.from_numpy(~np.asarray(split.cold_items, dtype=bool)) if m == "id" else torch.from_numpy(
+            inputs.features[m].mask.copy()) for m in modalities]  # a cold item's ID embedding was never trained
+        has = torch.stack(masks, dim=1)
+        self.register_buffer("has", has | ~has.any(1, keepdim=True))  # an item with nothing keeps every expert
         self.gate = nn.Linear(len(modalities) * d, len(modalities)) if len(modalities) > 1 else None
         self.positions = nn.Embedding(params.max_len, d)
         block = nn.TransformerEncoderLayer(d, params.heads, 4 * d, params.dropout, activation="gelu",
@@ -185,7 +186,7 @@ class MoESASRec(nn.Module):
         local = torch.full((self.n_items,), -1, dtype=torch.long)
         local[unique] = torch.arange(len(unique))
         states = self.encode(torch.where(inputs >= 0, local[inputs.clamp_min(0)], -1), vectors)
-        valid = targets >= 0
+        valid = (targets >= 0) & (inputs >= 0)  # a padding state predicts nothing
         h, target = states[valid], local[targets[valid]]
         positive = (h * vectors[target]).sum(-1, keepdim=True)
         logits = self.temperature(torch.cat([positive, h @ vectors[local[negatives]].T], dim=1))

@@ -92,6 +92,9 @@ class TrainConfig:
         if self.model == "moe" and self.interactions.time_col is None:
             raise TrainInputError("moe reads each user's history in time order; pass --time-col (with --split "
                                   "temporal for leave-one-out evaluation)")
+        if self.model == "moe" and self.split != "temporal":
+            raise TrainInputError(f"moe is evaluated leave-one-out: with --split {self.split} a user's history could "
+                                  "hold items from after the evaluated one; pass --split temporal")
         if not self.ks or min(self.ks) < 1:
             raise TrainInputError("cut-offs (-k) must be 1 or more")
 

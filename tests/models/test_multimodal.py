@@ -248,6 +248,7 @@ def test_ablate_mmgnn_prints_one_row_per_switch(image_store: Path) -> None:
     (["train", "moe", "--time-col", "timestamp", "--dim", "30", "--heads", "4"], "--dim 30 must be a multiple"),
     (["train", "mmgnn", "--image-features", "item_text"], None),  # any item set can serve: not an error
     (["ablate", "ease"], "ablate switches parts of lightgcn, mmgnn, moe; ease has none"),
+    (["train", "moe", "--time-col", "timestamp", "--split", "random"], "moe is evaluated leave-one-out"),
     (["train", "moe", "--time-col", "timestamp", "--export"], "moe's user vector depends on the sequence"),
 ])
 def test_bad_input_gets_one_line(image_store: Path, args: list[str], message: str | None) -> None:
