@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -77,8 +78,9 @@ def _config(model: str, interactions: Path, user_col: str, item_col: str, rating
     from featctl.models.train import TrainConfig
     from featctl.pipeline.sources import SourceSpec
 
-    if bool(items) != bool(item_tags):
-        raise TrainInputError("--item-tags names a column of the --items file; pass both")
+    if bool(items) != bool(item_tags) or (items_id_col and not items):
+        raise TrainInputError("--item-tags (and --items-id-col) name columns of the --items file; pass "
+                              "--items FILE --item-tags COL")
     tags = TagsConfig(SourceSpec(str(items)), item_tags, items_id_col or item_col) if items and item_tags else None
     return TrainConfig(
         model=model, store=store, split=split, seed=seed, item_features=item_features, user_features=user_features,
@@ -86,10 +88,24 @@ def _config(model: str, interactions: Path, user_col: str, item_col: str, rating
         export=export, lock_timeout=lock_timeout,
         interactions=InteractionsConfig(SourceSpec(str(interactions), format=fmt), user_col, item_col, rating_col,
                                         min_rating, time_col, k_core),
-        lightgcn=LightGCNParams(dim, layers, lr, reg, batch or 2048, fusion, tune_features),
-        mmgnn=MMGNNParams(dim, layers, lr, reg, batch or 2048, item_graph, attention, graph_layers, heads, graph_reg),
-        moe=MoEParams(dim, layers, heads, max_len, dropout, lr, batch or 128, negatives, sub_experts, balance),
+        **_params(model, {LightGCNParams: "lightgcn", MMGNNParams: "mmgnn", MoEParams: "moe"}, dict(
+            dim=dim, layers=layers, lr=lr, reg=reg, batch=batch, fusion=fusion, tune_features=tune_features,
+            item_graph=item_graph, attention=attention, graph_layers=graph_layers, heads=heads, graph_reg=graph_reg,
+            max_len=max_len, dropout=dropout, negatives=negatives, sub_experts=sub_experts, balance=balance)),
         schedule=Schedule(epochs, patience, eval_every, seed))
+
+
+def _params(model: str, classes: dict[type, str], values: dict[str, Any]) -> dict[str, Any]:
+    """Each trained model's parameters: every option for ``model``'s own; for the others only the options
+    ``model`` lacks that were changed, which ``train`` then reports unused. Shared options (--dim, --layers)
+    are never checked against another model's rules: moe needs --layers 1 or more, lightgcn does not."""
+    own = {f.name for cls, name in classes.items() if name == model for f in dataclasses.fields(cls)}
+    params = {}
+    for cls, name in classes.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in values}
+        params[name] = cls(**{k: values[k] for k in defaults if values[k] is not None and (
+            name == model or (k not in own and values[k] != defaults[k]))})
+    return params
 
 
 @app.command(epilog="Examples: featctl train lightgcn -i data/interactions.tsv --item-features item_text "

@@ -120,7 +120,8 @@ def _multimodal_cells(base: TrainConfig) -> tuple[list[Cell], list[str]]:
         if fewer == full:
             continue
         if set(fewer) <= set(full):
-            cells.append((f"modalities {','.join(fewer)}", dataclasses.replace(base, modalities=fewer)))
+            kept = " + tags" if base.tags else ""  # tags are a field of mmgnn's items, not a modality
+            cells.append((f"modalities {','.join(fewer)}{kept}", dataclasses.replace(base, modalities=fewer)))
         else:
             skipped.append(f"modalities {','.join(fewer)}: not within the full model's {','.join(full)}")
     return cells, skipped

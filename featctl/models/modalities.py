@@ -181,6 +181,11 @@ class Temperature(nn.Module):
         return self.log_scale.clamp(max=self.cap).exp()
 
     def forward(self, dots: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            # Pull the parameter back to the cap, as CLIP does after each step: a value left above
+            # it would get no gradient from the clamp and could never come down again.
+            with torch.no_grad():
+                self.log_scale.clamp_(max=self.cap)
         return dots * self.scale
 
 

@@ -89,6 +89,9 @@ class TrainConfig:
         else:  # resolved here, so that config.json and exports record the modalities used
             object.__setattr__(self, "modalities", check_modalities(
                 self.modalities, {"text": self.item_features, "image": self.image_features}, self.model))
+        if self.model == "mmgnn" and "id" not in self.modalities and self.mmgnn.layers == 0:
+            raise TrainInputError("mmgnn without the id modality gives users vectors only by propagation; "
+                                  "with --layers 0 every user would be the same: pass --layers 1 or more")
         if self.model == "moe" and self.interactions.time_col is None:
             raise TrainInputError("moe reads each user's history in time order; pass --time-col (with --split "
                                   "temporal for leave-one-out evaluation)")
@@ -150,8 +153,27 @@ def train(config: TrainConfig, on_epoch: Callable[[int, float, float | None], No
     return result
 
 
+def _unused_options(config: TrainConfig) -> list[str]:
+    """Options set away from their defaults for another model, which ``config.model`` does not read."""
+    unused: dict[str, None] = {}
+    for other in TRAINED:
+        params = getattr(config, other)
+        for f in dataclasses.fields(params):
+            if other != config.model and getattr(params, f.name) != f.default:
+                value = getattr(params, f.name)
+                flag = f.name.replace("_", "-")
+                unused[f"--no-{flag}" if value is False else f"--{flag}"] = None
+    return [f"{config.model} does not read {', '.join(unused)}: not used"] if unused else []
+
+
 def _wanted(config: TrainConfig) -> tuple[dict[str, str | None], list[str]]:
-    """The feature sets the model reads, by role (item, user, image), and warnings about sets it ignores."""
+    """The feature sets the model reads, by role (item, user, image), and warnings about sets and options
+    it ignores."""
+    wanted, warnings = _wanted_sets(config)
+    return wanted, warnings + _unused_options(config)
+
+
+def _wanted_sets(config: TrainConfig) -> tuple[dict[str, str | None], list[str]]:
     given = {"item": config.item_features, "user": config.user_features}
     named = [name for name in given.values() if name]
     if config.model in ("pop", "itemknn", "ease"):

@@ -132,10 +132,19 @@ def test_item_graphs_are_generated_for_batches_only(image_store: Path, monkeypat
         sizes.append(len(nodes))
         return original(self, nodes)
 
+    batches: list[torch.Tensor] = []
+    loss = type(model).loss
+
+    def recording(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor):  # noqa: ANN001, ANN202
+        batches.append(torch.cat([pos, neg]))
+        return loss(self, users, pos, neg)
+
     monkeypatch.setattr(ItemGraph, "forward", counting)
-    rows, loss = next(model.steps(np.random.default_rng(0)))
-    loss.backward()
-    assert rows == 64 and len(sizes) == 1 and sizes[0] <= 2 * rows  # the distinct positives and negatives
+    monkeypatch.setattr(type(model), "loss", recording)
+    rows, value = next(model.steps(np.random.default_rng(0)))
+    value.backward()
+    assert rows == 64 and len(sizes) == 1
+    assert sizes[0] == len(torch.unique(batches[0])) < 2 * rows  # one graph per distinct positive or negative
     sizes.clear()
     model.embeddings()
     assert max(sizes) == 50 and sum(sizes) == parts.n_items
@@ -167,7 +176,9 @@ def test_cold_items_are_ranked_by_their_features(image_store: Path) -> None:
     out = _cli("train", "mmgnn", "-i", INTERACTIONS, "--store", str(image_store), "--item-features", "item_text",
                "--image-features", "item_image", "--split", "cold-item", "--epochs", "3")
     assert out["metrics"]["cold"]["users"] > 0
-    model, parts, _ = _built(_mmgnn(image_store, split="cold-item"))
+    model, parts, _ = _built(_mmgnn(image_store, split="cold-item", tags=None))
+    model.load_state_dict(torch.load(Path(out["run_dir"]) / "checkpoint.pt", weights_only=False)["state_dict"])
+    model.eval()
     scores = model.scorer("test")(np.arange(5))[:, torch.from_numpy(parts.cold_items)]
     assert len(torch.unique(scores[0])) == scores.shape[1]  # no ties: each cold item has its own vector
 
@@ -183,10 +194,50 @@ def test_logits_are_not_saturated_at_initialisation(image_store: Path, build) ->
     assert logits.shape == (parts.n_users, parts.n_items) and torch.isfinite(logits).all()
     assert float((logits.abs() > 10).float().mean()) < 0.01
     assert float(logits.std()) > 1e-3  # and not collapsed to a constant either
+    model.train()
     rows, loss = next(model.steps(np.random.default_rng(0)))
     loss.backward()
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    assert grads and all(torch.isfinite(g).all() for g in grads)
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+
+
+def test_temperature_above_its_cap_comes_back_with_a_gradient() -> None:
+    from featctl.models.modalities import Temperature
+
+    temperature = Temperature(cap=10.0)
+    with torch.no_grad():
+        temperature.log_scale.fill_(5.0)  # e^5 > 10, as an optimiser step could leave it
+    temperature(torch.ones(3)).sum().backward()
+    assert temperature.log_scale.item() == pytest.approx(np.log(10.0))
+    assert float(temperature.log_scale.grad) != 0
+
+
+@pytest.mark.parametrize("build", [_mmgnn, _moe])
+def test_items_with_no_modality_score_finitely(image_store: Path, build) -> None:  # noqa: ANN001
+    """Under --modalities text,image, the log's items absent from the catalogue have neither vector."""
+    config = build(image_store, modalities=("text", "image"), **({"tags": None} if build is _mmgnn else {}))
+    model, parts, data = _built(config)
+    absent = np.flatnonzero(np.array([int(i) > 225 for i in data.items.to_pylist()]))
+    assert len(absent) == 8
+    model.train()
+    _, loss = next(model.steps(np.random.default_rng(0)))
+    loss.backward()
+    assert torch.isfinite(loss)
+    model.eval()
+    scores = model.scorer("test")(np.arange(parts.n_users))
+    assert torch.isfinite(scores[:, torch.from_numpy(absent)]).all()
+
+
+def test_moe_trains_on_every_next_item_and_never_on_padding(image_store: Path) -> None:
+    from featctl.models.moe import MoEParams
+
+    model, parts, _ = _built(_moe(image_store, moe=MoEParams(max_len=5, batch=16)))
+    width = 5 + 1  # the window of inputs plus the next item
+    lengths = [len(h) for h in model.history["valid"] if len(h) > 1]
+    assert any(n > width for n in lengths) and any(n < width for n in lengths)  # both cases occur
+    rows = sum(r for r, _ in model.steps(np.random.default_rng(0)))
+    assert rows == sum(min(n, width) - 1 for n in lengths)
 
 
 def test_moe_trains_leave_one_out_and_reports_gate_weights(image_store: Path) -> None:
@@ -239,7 +290,8 @@ def test_ablate_mmgnn_prints_one_row_per_switch(image_store: Path) -> None:
     (["train", "lightgcn", "--image-features", "item_image"], "--image-features: only mmgnn and moe read them"),
     (["train", "mmgnn", "--modalities", "id,image"], "--modalities names image, but no image feature set was given"),
     (["train", "mmgnn", "--modalities", "id,audio"], "unknown modality 'audio' in --modalities"),
-    (["train", "mmgnn", "--item-tags", "tags"], "--item-tags names a column of the --items file; pass both"),
+    (["train", "mmgnn", "--item-tags", "tags"], "--item-tags (and --items-id-col) name columns of the --items file"),
+    (["train", "mmgnn", "--items-id-col", "id"], "--item-tags (and --items-id-col) name columns of the --items file"),
     (["train", "mmgnn", "--items", CATALOGUE, "--items-id-col", "id", "--item-tags", "genre"],
      "unknown column 'genre'"),
     (["train", "mmgnn", "--items", CATALOGUE, "--item-tags", "tags"], "unknown column 'item_id'"),
@@ -250,6 +302,8 @@ def test_ablate_mmgnn_prints_one_row_per_switch(image_store: Path) -> None:
     (["ablate", "ease"], "ablate switches parts of lightgcn, mmgnn, moe; ease has none"),
     (["train", "moe", "--time-col", "timestamp", "--split", "random"], "moe is evaluated leave-one-out"),
     (["train", "moe", "--time-col", "timestamp", "--export"], "moe's user vector depends on the sequence"),
+    (["train", "mmgnn", "--item-features", "item_text", "--modalities", "text", "--layers", "0"],
+     "with --layers 0 every user would be the same"),
 ])
 def test_bad_input_gets_one_line(image_store: Path, args: list[str], message: str | None) -> None:
     result = runner.invoke(app, [*args, "-i", INTERACTIONS, "--store", str(image_store), "--epochs", "1"])
@@ -275,3 +329,21 @@ def test_tags_are_aligned_through_ids(tmp_path: Path, image_store: Path) -> None
     with pytest.raises(TrainInputError, match="item ids repeat in column 'id'"):
         load_tags(TagsConfig(SourceSpec(str(write_tsv(tmp_path / "dup.tsv", ["id", "tags"], [[1, "a"], [1, "b"]]))),
                              "tags", "id"), data.items)
+
+
+def test_options_of_other_models_are_reported_unused(image_store: Path) -> None:
+    result = runner.invoke(app, ["train", "lightgcn", "-i", INTERACTIONS, "--store", str(image_store), "--epochs", "1",
+                                 "--dropout", "0.5", "--no-attention"])
+    assert result.exit_code == 0, result.output
+    assert "warning: lightgcn does not read --no-attention, --dropout: not used" in result.stderr
+    out = _cli("train", "moe", "-i", INTERACTIONS, "--store", str(image_store), "--epochs", "1", "--time-col",
+               "timestamp", "--split", "temporal", "--reg", "0.01", "--tune-features")
+    assert out["warnings"] == ["moe does not read --reg, --tune-features: not used"]
+    assert _cli("train", "mmgnn", "-i", INTERACTIONS, "--store", str(image_store), "--epochs", "1")["warnings"] == []
+
+
+def test_shared_options_follow_the_trained_models_rules(image_store: Path) -> None:
+    """moe needs --layers 1 or more and --dim a multiple of --heads; lightgcn is not held to either."""
+    out = _cli("train", "lightgcn", "-i", INTERACTIONS, "--store", str(image_store), "--epochs", "1", "--layers", "0",
+               "--dim", "31")
+    assert out["warnings"] == []
