@@ -28,6 +28,13 @@ from featctl.errors import StoreError
 log = logging.getLogger(__name__)
 
 KNOWN_SCHEMES = ("s3", "gs", "gcs")
+# Settings that change which endpoint or identity a client talks to: clients are cached per their values.
+_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_REGION",
+        "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def env_key() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in _ENV)
 
 
 def scheme(path: str) -> str:
@@ -90,7 +97,7 @@ def query(path: str) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=32)
-def _filesystem(prefix: str) -> pafs.FileSystem:
+def _filesystem(prefix: str, env: tuple[str | None, ...]) -> pafs.FileSystem:
     try:
         return pafs.FileSystem.from_uri(prefix)[0]
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
@@ -102,7 +109,7 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     head, query_text = _split(path)
     parts = urlsplit(head)
     prefix = f"{parts.scheme}://{parts.netloc}/" + (f"?{query_text}" if query_text else "")
-    return _filesystem(prefix), f"{parts.netloc}{parts.path}".rstrip("/")
+    return _filesystem(prefix, env_key()), f"{parts.netloc}{parts.path}".rstrip("/")
 
 
 def _info(path: str) -> pafs.FileInfo:

@@ -32,7 +32,7 @@ def _botocore() -> Any:
 
 
 @functools.lru_cache(maxsize=16)
-def _client(query: tuple[tuple[str, str], ...]) -> Any:
+def _client(query: tuple[tuple[str, str], ...], env: tuple[str | None, ...]) -> Any:
     _botocore()
     import boto3
     from botocore.config import Config
@@ -49,7 +49,7 @@ def _client(query: tuple[tuple[str, str], ...]) -> Any:
 
 
 def client(path: str) -> Any:
-    return _client(tuple(sorted(fs.query(path).items())))
+    return _client(tuple(sorted(fs.query(path).items())), fs.env_key())
 
 
 def describe(exc: BaseException, path: str) -> StoreError:
@@ -78,9 +78,13 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (errors.BotoCoreError, errors.ClientError)
 
 
-@functools.lru_cache(maxsize=64)
 def check_bucket(root: str) -> None:
     """Fail with one clear line when the bucket is missing, unreachable or not ours to use."""
+    _check_bucket(root, fs.env_key())
+
+
+@functools.lru_cache(maxsize=64)
+def _check_bucket(root: str, env: tuple[str | None, ...]) -> None:
     bucket, _ = fs.bucket_and_key(root)
     try:
         client(root).head_bucket(Bucket=bucket)
