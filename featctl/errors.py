@@ -143,6 +143,18 @@ class LockError(StoreError):
         super().__init__(f"cannot open the store's lock file {path}: {reason}; check the --store path")
 
 
+class ConcurrentCommitError(StoreError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} was changed by another writer since this one started; nothing was "
+                         "overwritten: rerun the command")
+
+
+class LeaseLostError(StoreError):
+    def __init__(self, path: str) -> None:
+        super().__init__(f"this writer lost its lease {path} (it stalled past the lease's expiry and another "
+                         "writer took over); nothing more was committed: rerun the command")
+
+
 class IdTypeError(FeatctlError):
     """Ids of a type that cannot be matched to the store's ids."""
 

@@ -15,6 +15,7 @@ from featctl.pipeline.config import DEFAULT_ENCODER, EmbedConfig, EmbedResult
 from featctl.pipeline.estimate import Estimate, estimate
 from featctl.pipeline.runner import embed as run_embed
 from featctl.pipeline.sources import SourceSpec
+from featctl.stores.fs import display, join
 
 
 class _Bar:
@@ -161,5 +162,6 @@ def summary_line(result: EmbedResult) -> str:
                 f"{usage['batch_tokens']:,} tokens through the Batch API" if usage.get("batch_tokens") else ""]
         spent = "; " + ", ".join(s for s in sent if s) + (f", ${cost:.4f}" if cost is not None else "")
     pending = f"; {result.pending_batches} batch(es) pending: run again to ingest" if result.pending_batches else ""
+    folder = display(join(result.store, "features", result.set))
     return (f"{result.set}: {result.rows} rows — {result.encoded} encoded{reused}, {result.skipped} skipped, "
-            f"{failed} in {result.seconds:.1f} s{spent}{pending} → {result.store}/features/{result.set}")
+            f"{failed} in {result.seconds:.1f} s{spent}{pending} → {folder}")

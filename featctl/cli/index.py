@@ -10,6 +10,7 @@ import typer
 from featctl.cli import app
 from featctl.cli.common import JsonOption, LockTimeoutOption, StoreOption, console, err_console, human_bytes, print_json
 from featctl.pipeline.index_build import IndexConfig, build_index
+from featctl.stores.fs import display
 
 
 @app.command(epilog="Example: featctl index item_text --kind auto --memory 4GB")
@@ -35,7 +36,8 @@ def index(
     measured = (f"recall@10 {i['recall_at_10']:.3f} on {i['recall_queries']} held-out vectors"
                 if i["kind"] != "flat" else "exact search")
     console.print(f"{name}: index {result.action} — {i['kind']} ({params}) over {i['rows']:,} vectors, {measured}, "
-                  f"{human_bytes(i['bytes'])}, built in {i['build_seconds']:.1f} s → {result.path}", soft_wrap=True)
+                  f"{human_bytes(i['bytes'])}, built in {i['build_seconds']:.1f} s → {display(result.path)}",
+                  soft_wrap=True)
     if i.get("added_rows"):
         console.print(f"  {i['added_rows']:,} rows added since the recall was measured (--rebuild re-tunes)")
     if i.get("excluded_nonfinite"):

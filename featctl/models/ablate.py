@@ -76,6 +76,7 @@ def ablate(config: AblateConfig, on_cell: Callable[[str, TrainResult], None] | N
     summary = Run(open_store(base.store).root, f"ablate-{base.model}")
     result = AblationResult(summary.id, base.model, rows, skipped)
     summary.write_json("ablation.json", result.to_dict())
+    summary.close()
     return result
 
 

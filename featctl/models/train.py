@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,6 +149,7 @@ def train(config: TrainConfig, on_epoch: Callable[[int, float, float | None], No
         seconds=round(time.perf_counter() - started, 3), warnings=warnings,
     )
     run.write_json("metrics.json", result.to_dict())
+    run.close()
     return result
 
 
@@ -202,7 +202,7 @@ def _removed_unless_finished(run: Run) -> Iterator[None]:
     except NanLossError:
         raise
     except BaseException:
-        shutil.rmtree(run.path, ignore_errors=True)
+        run.remove()
         raise
 
 
@@ -244,7 +244,7 @@ def _fit(config: TrainConfig, data: Interactions, parts: Split, features: dict[s
                     "modalities": config.modalities, "users": data.users.to_pylist(),
                     "items": data.items.to_pylist()}, path + ".tmp")
         os.replace(path + ".tmp", path)
-        return path
+        return run.publish("checkpoint.pt")
 
     history = fit(model, parts, config.schedule, params.lr, checkpoint, on_epoch)
     seconds = np.asarray(history.epoch_seconds)

@@ -13,7 +13,6 @@ import base64
 import io
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from featctl.pipeline.config import EmbedConfig, EmbedResult
 from featctl.pipeline.encode import EMPTY_TEXT, PartEncoder, Progress, Silent, Tally
 from featctl.pipeline.runner import Job, api_usage, plan_against, prepare, set_entry
 from featctl.pipeline.stream import stream_parts
+from featctl.stores import fs as fsio
 from featctl.stores.batches import BatchState, batch_folder, pending_batches
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,8 @@ class _Api:
             mapping[custom_id] = [[p.key, p.chunk, p.chunks, p.tokens] for p in request]
         upload = self.call("upload a batch file", self.client.files.create, purpose="batch",
                            file=(f"featctl-{state_id}.jsonl", io.BytesIO("\n".join(lines).encode())))
-        os.makedirs(folder, exist_ok=True)
-        state = BatchState(os.path.join(folder, f"{state_id}.json"), {
+        fsio.makedirs(folder)
+        state = BatchState(fsio.join(folder, f"{state_id}.json"), {
             "state": state_id, "recipe_hash": digest, "input_file_id": upload.id, "batch_id": None,
             "model": encoder.model, "requests": mapping})
         return self.ensure_batch(state.save())
@@ -245,7 +245,7 @@ def _ingest(job: Job, api: _Api, state: BatchState, batch: Any, progress: Progre
             for i, table in enumerate(stream_parts(iter([r for r in rows if r[1] in resend]), encoder, parts)):
                 writer.commit(job.name, entry, [table], drop_old=replace and i == 0)
                 tally.parts += 1
-        os.remove(state.path)
+        fsio.remove(state.path)
 
 
 def _commit_without_requests(job: Job, writer: Any, progress: Progress, tally: Tally) -> Any:

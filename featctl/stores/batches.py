@@ -7,11 +7,11 @@ so whatever reads the store can tell which texts are already paid for and on the
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from featctl.errors import StoreError
+from featctl.stores import fs
 from featctl.stores.files import write_json_atomic
 
 
@@ -41,21 +41,21 @@ class BatchState:
 
 
 def batch_folder(store_root: str, set_name: str) -> str:
-    return os.path.join(store_root, "batches", set_name)
+    return fs.join(store_root, "batches", set_name)
 
 
 def pending_batches(store_root: str, set_name: str) -> list[BatchState]:
     """The set's pending batches, oldest state file name first."""
     folder = batch_folder(store_root, set_name)
-    if not os.path.isdir(folder):
+    if not fs.isdir(folder):
         return []
     out = []
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(fs.listdir(folder)):
         if name.endswith(".json"):
-            path = os.path.join(folder, name)
+            path = fs.join(folder, name)
             try:
-                with open(path, encoding="utf-8") as fh:
-                    out.append(BatchState(path, json.load(fh)))
+                out.append(BatchState(path, json.loads(fs.read_bytes(path).decode("utf-8"))))
             except (OSError, ValueError) as exc:
-                raise StoreError(f"cannot read pending batch {path} ({exc}); restore or delete it") from None
+                raise StoreError(f"cannot read pending batch {fs.display(path)} ({exc}); restore or delete it") \
+                    from None
     return out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -11,9 +10,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from featctl.errors import IdTypeError, StoreError
+from featctl.stores import fs
 from featctl.stores.files import sha256_file
 from featctl.stores.ids import is_canonical_int
 
@@ -60,17 +59,17 @@ class FeatureSet:
 
     @property
     def folder(self) -> str:
-        return os.path.join(self.root, "features", self.name)
+        return fs.join(self.root, "features", self.name)
 
     def part_paths(self) -> list[str]:
-        return [os.path.join(self.folder, p["file"]) for p in self.entry["parts"]]
+        return [fs.join(self.folder, p["file"]) for p in self.entry["parts"]]
 
     def _read(self, path: str, columns: list[str]) -> pa.Table:
         try:
-            return pq.read_table(path, columns=columns)
+            return fs.read_table(path, columns=columns)
         except (OSError, pa.ArrowInvalid) as exc:
             raise StoreError(
-                f"cannot read part {path} of set '{self.name}' ({exc}); run featctl info "
+                f"cannot read part {fs.display(path)} of set '{self.name}' ({exc}); run featctl info "
                 f"{self.name} --verify"
             ) from None
 
@@ -189,11 +188,11 @@ class FeatureSet:
         """Problems found by checking every part against its recorded checksum and row count."""
         problems = []
         for part, path in zip(self.entry["parts"], self.part_paths()):
-            if not os.path.isfile(path):
+            if not fs.isfile(path):
                 problems.append(f"{part['file']}: missing")
             elif sha256_file(path) != part["sha256"]:
                 problems.append(f"{part['file']}: checksum mismatch")
-            elif pq.ParquetFile(path).metadata.num_rows != part["rows"]:
+            elif fs.parquet_rows(path) != part["rows"]:
                 problems.append(f"{part['file']}: row count differs from the manifest")
         return problems
 

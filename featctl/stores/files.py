@@ -1,4 +1,7 @@
-"""Crash-safe file primitives: write to a temporary name, fsync, rename, fsync the folder."""
+"""Crash-safe file primitives: write to a temporary name, fsync, rename, fsync the folder.
+
+On an object store (a URI path, see :mod:`featctl.stores.fs`) one PUT is already all or nothing.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ import json
 import os
 import threading
 from typing import Any
+
+from featctl.stores import fs
 
 
 def fsync_dir(path: str) -> None:
@@ -29,6 +34,12 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_bytes_atomic(path: str, data: bytes) -> None:
     """Write ``path`` whole or not at all; a failure leaves no temporary file and names ``path``."""
+    if fs.is_remote(path):
+        try:
+            fs.put_bytes(path, data)
+        except OSError as exc:
+            raise OSError(exc.errno, str(exc), fs.display(path)) from None
+        return
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
         with open(tmp, "wb") as fh:
@@ -63,6 +74,8 @@ def commit_file(tmp: str, final: str) -> None:
 
 
 def sha256_file(path: str) -> str:
+    if fs.is_remote(path):
+        return fs.sha256(path)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):

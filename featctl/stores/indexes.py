@@ -3,6 +3,11 @@
 A folder is written whole under a temporary name and renamed into place, so a reader sees the old
 index or the new one, never half of one. ``index.json`` records the fingerprint of the set's parts
 at build time: when the set changes, the index knows it is stale.
+
+On an object store, where folders cannot be renamed, the index and id map are uploaded under names
+that carry a fresh token, and ``index.json``, written last in one PUT, names them under ``files``:
+a reader sees the old generation or the new one. FAISS reads and writes bytes there
+(``serialize_index`` / ``deserialize_index``), never a local file.
 """
 
 from __future__ import annotations
@@ -11,14 +16,17 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featctl.errors import StoreError
+from featctl.stores import fs
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import fsync_dir, write_json_atomic
 
@@ -32,7 +40,7 @@ def set_fingerprint(fs: FeatureSet) -> str:
 
 
 def index_folder(root: str, name: str) -> str:
-    return os.path.join(root, "indexes", name)
+    return fs.join(root, "indexes", name)
 
 
 @dataclass
@@ -53,15 +61,19 @@ def load_index(root: str, name: str) -> LoadedIndex | None:
     import faiss
 
     folder = index_folder(root, name)
-    if not os.path.isfile(os.path.join(folder, "index.json")):
+    if not fs.isfile(fs.join(folder, "index.json")):
         return None
     try:
-        with open(os.path.join(folder, "index.json"), encoding="utf-8") as fh:
-            info = json.load(fh)
-        index = faiss.read_index(os.path.join(folder, "index.faiss"))
-        table = pq.read_table(os.path.join(folder, "ids.parquet"))
+        info = json.loads(fs.read_bytes(fs.join(folder, "index.json")).decode("utf-8"))
+        files = info.get("files", {"index": "index.faiss", "ids": "ids.parquet"})
+        if fs.is_remote(folder):
+            data = np.frombuffer(fs.read_bytes(fs.join(folder, files["index"])), dtype=np.uint8)
+            index = faiss.deserialize_index(data)
+        else:
+            index = faiss.read_index(os.path.join(folder, files["index"]))
+        table = fs.read_table(fs.join(folder, files["ids"]))
     except (OSError, ValueError, RuntimeError, pa.ArrowInvalid) as exc:
-        raise StoreError(f"cannot read the index of set '{name}' in {folder} ({exc}); rebuild it with "
+        raise StoreError(f"cannot read the index of set '{name}' in {fs.display(folder)} ({exc}); rebuild it with "
                          f"featctl index {name} --rebuild") from None
     if index.ntotal != table.num_rows:
         raise StoreError(f"the index of set '{name}' holds {index.ntotal} rows but its id map {table.num_rows}; "
@@ -90,6 +102,8 @@ def save_index(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array
     """Write the folder under a temporary name, then swap it in; returns the index's size in bytes."""
     import faiss
 
+    if fs.is_remote(root):
+        return _save_remote(root, name, index, ids, hashes, info)
     final = index_folder(root, name)
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
@@ -115,3 +129,25 @@ def save_index(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array
         shutil.rmtree(tmp, ignore_errors=True)
         raise StoreError(f"cannot write the index of set '{name}' under {parent}: {exc.strerror or exc}") from None
     return size
+
+
+def _save_remote(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array, info: dict[str, Any]) -> int:
+    """Upload a new generation of the index, then ``index.json`` naming it, then drop older generations."""
+    import faiss
+
+    folder = index_folder(root, name)
+    token = secrets.token_hex(4)
+    files = {"index": f"index-{token}.faiss", "ids": f"ids-{token}.parquet"}
+    try:
+        data = faiss.serialize_index(index).tobytes()
+        fs.put_bytes(fs.join(folder, files["index"]), data)
+        row = pa.array(range(len(ids)), pa.int64())
+        fs.put_bytes(fs.join(folder, files["ids"]),
+                     fs.table_bytes(pa.table({"row": row, "id": ids, "content_hash": hashes})))
+        write_json_atomic(fs.join(folder, "index.json"), {**info, "bytes": len(data), "files": files})
+        for old in fs.listdir(folder):
+            if old not in files.values() and old != "index.json":
+                fs.remove(fs.join(folder, old))
+    except OSError as exc:
+        raise StoreError(f"cannot write the index of set '{name}' under {fs.display(folder)}: {exc}") from None
+    return len(data)

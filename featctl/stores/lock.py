@@ -69,6 +69,9 @@ class StoreLock:
             os.close(self._fd)
             self._fd = None
 
+    def check(self) -> None:
+        """An ``flock`` held by a live process cannot be taken over: nothing to check."""
+
     def _holder(self) -> str:
         try:
             with open(self.path) as fh:

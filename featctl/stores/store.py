@@ -2,16 +2,25 @@
 
 Readers trust only the manifest; a part on disk that the manifest does not list (a crash between
 writing a part and committing the manifest) is invisible, and the next writer deletes it.
+
+The root may be a local folder or an object-store URI (:mod:`featctl.stores.fs`). Locally the
+manifest is replaced by write, fsync, rename under an ``flock``. On ``s3://`` the writer holds a
+lease (:mod:`featctl.stores.lease`) and replaces the manifest with a conditional PUT: ``If-Match``
+on the ETag it read when it started (``If-None-Match: *`` for a new store). A manifest committed by
+anyone else in between makes the commit fail with :class:`ConcurrentCommitError` instead of being
+overwritten. Parts on object stores carry a per-writer token in their names, so two writers can
+never overwrite each other's parts. Other object stores (``gs://``) can be read but not written.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
 import re
-import shutil
+import secrets
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -19,7 +28,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featctl.errors import StoreError, UnknownSetError
+from featctl.errors import ConcurrentCommitError, StoreError, UnknownSetError
+from featctl.stores import fs
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import commit_file, sha256_file, write_json_atomic
 from featctl.stores.lock import StoreLock
@@ -46,32 +56,64 @@ def check_set_name(name: str) -> str:
 
 
 class Store:
-    """A store folder. Reading needs no lock; writing goes through :meth:`writer`."""
+    """A store folder or object-store prefix. Reading needs no lock; writing goes through :meth:`writer`."""
 
     def __init__(self, root: str) -> None:
-        self.root = str(root)
+        self.root = fs.normalize_root(str(root))
+
+    @property
+    def remote(self) -> bool:
+        return fs.is_remote(self.root)
 
     @property
     def manifest_path(self) -> str:
-        return os.path.join(self.root, "manifest.json")
+        return fs.join(self.root, "manifest.json")
+
+    def check(self) -> None:
+        """Fail with one line when an ``s3://`` store's bucket is missing or cannot be reached."""
+        if fs.scheme(self.root) == "s3":
+            from featctl.stores import s3
+
+            s3.check_bucket(self.root)
 
     def exists(self) -> bool:
-        return os.path.isfile(self.manifest_path)
+        self.check()
+        try:
+            return fs.isfile(self.manifest_path)
+        except OSError as exc:
+            raise StoreError(f"cannot read {fs.display(self.manifest_path)}: {exc}") from None
 
     def load_manifest(self) -> dict[str, Any]:
-        if not self.exists():
-            return {"format": FORMAT_VERSION, "sets": {}}
+        return self.load_manifest_versioned()[0]
+
+    def load_manifest_versioned(self) -> tuple[dict[str, Any], str | None]:
+        """The manifest and, on ``s3://``, its ETag (``None`` when it does not exist yet)."""
+        where = fs.display(self.manifest_path)
+        etag = None
+        if fs.scheme(self.root) == "s3":
+            from featctl.stores import s3
+
+            self.check()
+            data, etag = s3.get(self.manifest_path)
+        elif not self.exists():
+            data = None
+        else:
+            try:
+                data = fs.read_bytes(self.manifest_path)
+            except OSError as exc:
+                raise StoreError(f"cannot read {where}: {exc}") from None
+        if data is None:
+            return {"format": FORMAT_VERSION, "sets": {}}, None
         try:
-            with open(self.manifest_path, encoding="utf-8") as fh:
-                manifest = json.load(fh)
+            manifest = json.loads(data.decode("utf-8"))
         except ValueError as exc:
-            raise StoreError(f"{self.manifest_path} is not valid JSON ({exc}); restore it from a backup") from None
+            raise StoreError(f"{where} is not valid JSON ({exc}); restore it from a backup") from None
         if manifest.get("format") != FORMAT_VERSION:
             raise StoreError(
-                f"{self.manifest_path} has store format {manifest.get('format')!r}; "
+                f"{where} has store format {manifest.get('format')!r}; "
                 f"this featctl reads format {FORMAT_VERSION}: upgrade featctl"
             )
-        return manifest
+        return manifest, etag
 
     def sets(self) -> list[str]:
         return sorted(self.load_manifest()["sets"])
@@ -87,8 +129,20 @@ class Store:
 
 
 def open_store(path: str | os.PathLike[str] | None = None) -> Store:
-    """The store at ``path``, else ``$FEATCTL_STORE``, else ``./featstore``."""
+    """The store at ``path``, else ``$FEATCTL_STORE``, else ``./featstore``; a path or a URI."""
     return Store(str(path or os.environ.get("FEATCTL_STORE") or DEFAULT_STORE))
+
+
+def _lock(root: str, timeout: float) -> Any:
+    kind = fs.scheme(root)
+    if not fs.is_remote(root):
+        return StoreLock(os.path.join(root, ".lock"), timeout)
+    if kind != "s3":
+        raise StoreError(f"cannot write to {kind}:// stores ({fs.display(root)}): featctl writes object stores "
+                         "only through S3 conditional writes; read it, or use an s3:// store")
+    from featctl.stores.lease import S3Lease
+
+    return S3Lease(fs.join(root, ".lock"), timeout)
 
 
 class StoreWriter:
@@ -96,21 +150,28 @@ class StoreWriter:
 
     def __init__(self, store: Store, lock_timeout: float) -> None:
         self.store = store
-        self._lock = StoreLock(os.path.join(store.root, ".lock"), lock_timeout)
+        self._lock = _lock(store.root, lock_timeout)
         self.manifest: dict[str, Any] = {}
+        self._etag: str | None = None
         self._created = False
+        self._token = secrets.token_hex(4)
 
     def __enter__(self) -> StoreWriter:
-        if os.path.exists(self.store.root) and not os.path.isdir(self.store.root):
-            raise StoreError(f"store path {self.store.root} is a file, not a folder; pass another --store")
-        self._created = not os.path.exists(self.store.root)
-        try:
-            os.makedirs(self.store.root, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create store {self.store.root}: {exc.strerror}") from None
+        root = self.store.root
+        if self.store.remote:
+            self.store.check()
+            self._created = not fs.isdir(root)
+        else:
+            if os.path.exists(root) and not os.path.isdir(root):
+                raise StoreError(f"store path {root} is a file, not a folder; pass another --store")
+            self._created = not os.path.exists(root)
+            try:
+                os.makedirs(root, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create store {root}: {exc.strerror}") from None
         self._lock.acquire()
         try:
-            self.manifest = self.store.load_manifest()
+            self.manifest, self._etag = self.store.load_manifest_versioned()
             self._remove_orphans()
         except BaseException:
             self._lock.release()
@@ -118,10 +179,12 @@ class StoreWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.store.remote and self._created and not self.store.exists():
+            fs.rmtree(self.store.root)  # before the lease goes, so no other writer's objects are removed
         self._lock.release()
-        if self._created and not self.store.exists():
+        if not self.store.remote and self._created and not self.store.exists():
             # A first run that failed before committing anything leaves no half-made store behind.
-            shutil.rmtree(self.store.root, ignore_errors=True)
+            fs.rmtree(self.store.root)
 
     def keep(self) -> None:
         """Keep a store this writer created even if nothing is committed (it holds pending batches)."""
@@ -139,25 +202,13 @@ class StoreWriter:
         the swap (compaction, ``--replace``).
         """
         check_set_name(name)
-        folder = os.path.join(self.store.root, "features", name)
-        os.makedirs(folder, exist_ok=True)
+        folder = fs.join(self.store.root, "features", name)
+        fs.makedirs(folder)
         previous = self.manifest["sets"].get(name, {})
         number = max(previous.get("next_part", 1), entry.get("next_part", 1))
         written = []
         for table in tables:
-            filename = f"part-{number:06d}.parquet"
-            final = os.path.join(folder, filename)
-            tmp = os.path.join(folder, f".{filename}.tmp-{os.getpid()}")
-            try:
-                # Vectors barely compress and zstd would triple read times; ids and hashes do compress.
-                pq.write_table(table, tmp, compression=_COMPRESSION, use_dictionary=["error"])
-                commit_file(tmp, final)
-            except OSError as exc:
-                raise StoreError(f"cannot write {final}: {exc.strerror or exc}; earlier parts are kept") from None
-            written.append({
-                "file": filename, "rows": table.num_rows, "failed": table["vector"].null_count,
-                "bytes": os.path.getsize(final), "sha256": sha256_file(final), "created_at": now(),
-            })
+            written.append(self._write_part(folder, number, table))
             number += 1
         old_parts = previous.get("parts", []) if drop_old else []
         entry = dict(entry)
@@ -167,27 +218,63 @@ class StoreWriter:
         entry.setdefault("created_at", previous.get("created_at", entry["updated_at"]))
         manifest = copy.deepcopy(self.manifest)
         manifest["sets"][name] = entry
-        try:
-            write_json_atomic(self.store.manifest_path, manifest)
-        except OSError as exc:
-            raise StoreError(f"cannot write {self.store.manifest_path}: {exc.strerror or exc}") from None
+        self._write_manifest(manifest)
         self.manifest = manifest
         for part in old_parts:
-            try:
-                os.remove(os.path.join(folder, part["file"]))
-            except FileNotFoundError:
-                pass
+            fs.remove(fs.join(folder, part["file"]))
         return written
 
-    def _remove_orphans(self) -> None:
-        features = os.path.join(self.store.root, "features")
-        if not os.path.isdir(features):
+    def _write_part(self, folder: str, number: int, table: pa.Table) -> dict[str, Any]:
+        # Vectors barely compress and zstd would triple read times; ids and hashes do compress.
+        options: dict[str, Any] = {"compression": _COMPRESSION, "use_dictionary": ["error"]}
+        if self.store.remote:
+            filename = f"part-{number:06d}-{self._token}.parquet"
+            final = fs.join(folder, filename)
+            try:
+                data = fs.table_bytes(table, **options)
+                fs.put_bytes(final, data)
+            except OSError as exc:
+                raise StoreError(f"cannot write {fs.display(final)}: {exc}; earlier parts are kept") from None
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
+        else:
+            filename = f"part-{number:06d}.parquet"
+            final = os.path.join(folder, filename)
+            tmp = os.path.join(folder, f".{filename}.tmp-{os.getpid()}")
+            try:
+                pq.write_table(table, tmp, **options)
+                commit_file(tmp, final)
+            except OSError as exc:
+                raise StoreError(f"cannot write {final}: {exc.strerror or exc}; earlier parts are kept") from None
+            size, digest = os.path.getsize(final), sha256_file(final)
+        return {"file": filename, "rows": table.num_rows, "failed": table["vector"].null_count,
+                "bytes": size, "sha256": digest, "created_at": now()}
+
+    def _write_manifest(self, manifest: dict[str, Any]) -> None:
+        path = self.store.manifest_path
+        if not self.store.remote:
+            try:
+                write_json_atomic(path, manifest)
+            except OSError as exc:
+                raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
             return
-        for name in os.listdir(features):
+        from featctl.stores import s3
+
+        self._lock.check()
+        data = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            self._etag = s3.put(path, data, self._etag)
+        except s3.PreconditionFailed:
+            raise ConcurrentCommitError(fs.display(path)) from None
+
+    def _remove_orphans(self) -> None:
+        features = fs.join(self.store.root, "features")
+        if not fs.isdir(features):
+            return
+        for name in fs.listdir(features):
             listed = {p["file"] for p in self.manifest["sets"].get(name, {}).get("parts", [])}
-            folder = os.path.join(features, name)
-            for filename in os.listdir(folder):
+            folder = fs.join(features, name)
+            for filename in fs.listdir(folder):
                 is_part = filename.startswith("part-") and filename.endswith(".parquet")
                 if (is_part and filename not in listed) or ".tmp-" in filename:
                     log.info("removing uncommitted file %s/%s", name, filename)
-                    os.remove(os.path.join(folder, filename))
+                    fs.remove(fs.join(folder, filename))

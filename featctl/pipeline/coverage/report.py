@@ -37,6 +37,7 @@ from featctl.pipeline.coverage.save import save_report
 from featctl.pipeline.coverage.set_report import Catalog, SetInputs, set_report
 from featctl.pipeline.coverage.vectors import vector_health
 from featctl.pipeline.sources import SourceSpec
+from featctl.stores import fs as fsio
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import write_text_atomic
 from featctl.stores.store import open_store
@@ -162,7 +163,7 @@ def coverage(config: CoverageConfig) -> CoverageReport:
                               pops[entity], table, notes.get(fs.name))
             reports.append(set_report(con, given, config.list_missing))
     data = {"schema": SCHEMA, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "store": os.path.abspath(store.root), "interactions": interactions, "sets": reports}
+            "store": fsio.absolute(store.root), "interactions": interactions, "sets": reports}
     report = CoverageReport(data)
     if config.save:
         report = CoverageReport(data, save_report(report, store.root))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from featctl.stores import fs
 from featctl.stores.files import write_json_atomic, write_text_atomic
 
 if TYPE_CHECKING:
@@ -23,18 +23,18 @@ def save_report(report: CoverageReport, root: str) -> tuple[str, ...]:
     """
     from featctl.pipeline.coverage.html import render_html
 
-    folder = os.path.join(root, "reports")
+    folder = fs.join(root, "reports")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    base = os.path.join(folder, f"coverage-{stamp}")
+    name = f"coverage-{stamp}"
     number = 1
-    while os.path.exists(base + ".json"):
-        number += 1
-        base = os.path.join(folder, f"coverage-{stamp}-{number}")
     try:
-        os.makedirs(folder, exist_ok=True)
-        write_json_atomic(base + ".json", report.to_dict())
-        write_text_atomic(base + ".html", render_html(report.to_dict()))
+        while fs.exists(fs.join(folder, name + ".json")):
+            number += 1
+            name = f"coverage-{stamp}-{number}"
+        fs.makedirs(folder)
+        write_json_atomic(fs.join(folder, name + ".json"), report.to_dict())
+        write_text_atomic(fs.join(folder, name + ".html"), render_html(report.to_dict()))
     except OSError as exc:
         log.warning("could not save the report under %s: %s", folder, exc)
         return ()
-    return base + ".json", base + ".html"
+    return fs.join(folder, name + ".json"), fs.join(folder, name + ".html")

@@ -1,0 +1,32 @@
+"""Store roots as paths or URIs: joining, display, ``file://`` and unknown schemes (no server needed)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from featctl.errors import StoreError
+from featctl.stores import fs
+from featctl.stores.store import open_store
+
+
+def test_join_keeps_the_uri_query_at_the_end() -> None:
+    root = "s3://bkt/a/b?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert fs.join(root, "features", "x") == "s3://bkt/a/b/features/x?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert fs.display(fs.join(root, "manifest.json")) == "s3://bkt/a/b/manifest.json"
+    assert fs.bucket_and_key(fs.join(root, "manifest.json")) == ("bkt", "a/b/manifest.json")
+    assert fs.join("s3://bkt/a/", "m") == "s3://bkt/a/m" and fs.join("/tmp/s", "m") == os.path.join("/tmp/s", "m")
+
+
+def test_file_uris_are_local_stores(tmp_path: Path) -> None:
+    store = open_store(f"file://{tmp_path}/store")
+    assert store.root == f"{tmp_path}/store" and not store.remote
+
+
+@pytest.mark.parametrize("root, message", [("foo://bucket/x", "unknown store scheme 'foo://'"),
+                                           ("s3://", "names no bucket")])
+def test_bad_roots_are_refused(root: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message):
+        open_store(root)
