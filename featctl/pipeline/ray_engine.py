@@ -59,11 +59,14 @@ def connect(config: EmbedConfig) -> bool:
     ray = require_ray()
     if ray.is_initialized():
         return False
-    quiet = {"logging_level": logging.WARNING, "log_to_driver": log.isEnabledFor(logging.INFO)}
+    verbose = log.isEnabledFor(logging.INFO)
+    quiet = {"logging_level": logging.INFO if verbose else logging.ERROR, "log_to_driver": verbose}
     try:
         if config.ray_address is None:
             # Local workers import this very featctl, whether installed or a source checkout.
-            ray.init(runtime_env={"env_vars": {"PYTHONPATH": _pythonpath()}}, include_dashboard=False, **quiet)
+            path = _pythonpath()
+            ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}} if path else None, include_dashboard=False,
+                     **quiet)
         else:
             ray.init(address=config.ray_address, **quiet)
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError...: one line, whatever Ray raised
@@ -77,6 +80,8 @@ def _pythonpath() -> str:
     import featctl
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(featctl.__file__)))
+    if os.path.basename(root) in ("site-packages", "dist-packages"):
+        return os.environ.get("PYTHONPATH", "")  # installed: workers find it as this process did
     return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
 
 
@@ -140,9 +145,9 @@ def encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer:
         refs = [ray.put(_block(part, plan.id_type)) for part in chunks(rows, config.part_rows)]
         stored = existing.vectors_by_hash(set(plan.stored)) if existing is not None and plan.stored else {}
         if not log.isEnabledFor(logging.INFO):  # featctl draws its own bar; Ray Data's would fight it
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = context.print_on_execution_start = False
-            logging.getLogger("ray.data").setLevel(logging.WARNING)
         workers = min(config.workers or 1, len(refs))  # an actor without a part would only load a model
         dataset = ray.data.from_arrow_refs(refs).map_batches(
             EncodeActor, batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),

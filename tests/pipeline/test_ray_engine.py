@@ -136,6 +136,8 @@ def test_minilm_vectors_equal_the_local_engine(catalogue: Path, tmp_path: Path) 
     assert_same_store(tmp_path / "local", tmp_path / "ray", atol=1e-5)
     info = open_store(tmp_path / "ray").feature_set("item_text").summary()
     assert (info["dim"], info["ids"], info["vectors"]) == (384, 6, 6)
+    again = run(catalogue, tmp_path / "ray", encoder="st:all-MiniLM-L6-v2", part_rows=4, engine="ray", workers=1)
+    assert (again.encoded, again.skipped, again.parts_written) == (0, 6, 0)
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(tmp_path: Path) -> None:
