@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from types import ModuleType
@@ -68,12 +69,22 @@ def connect(config: EmbedConfig) -> bool:
             ray.init(runtime_env={"env_vars": {"PYTHONPATH": path}} if path else None, include_dashboard=False,
                      **quiet)
         else:
+            _check_reachable(config.ray_address)  # Ray itself would retry an unreachable head for minutes
             ray.init(address=config.ray_address, **quiet)
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError...: one line, whatever Ray raised
         where = f"the Ray cluster at {config.ray_address}" if config.ray_address else "a local Ray"
         raise RayEngineError(f"cannot start or reach {where} ({first_line(exc)}); check --ray-address "
                              "(ray status on the head node shows it) or leave it out for a local Ray") from None
     return True
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Raise OSError if ``ray://HOST:PORT`` or ``HOST:PORT`` does not accept a connection (``auto`` is not checked)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+        pass
 
 
 def _pythonpath() -> str:
