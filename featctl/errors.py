@@ -115,6 +115,16 @@ class PendingBatchesError(FeatctlError):
         )
 
 
+class RayNotInstalledError(FeatctlError):
+    def __init__(self, missing: str) -> None:
+        super().__init__(f"--engine ray needs Ray Data, which is not installed ({missing}); "
+                         "install it with pip install 'featctl[ray]', or use --engine local")
+
+
+class RayEngineError(FeatctlError):
+    """Ray could not be reached, or an encoder actor failed for a reason that is not one row's."""
+
+
 class ApiKeyError(FeatctlError):
     """No API key, or an unreadable --api-key-file."""
 

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from featctl.cli import app
 from featctl.cli.common import JsonOption, LockTimeoutOption, StoreOption, console, err_console, print_json
+from featctl.errors import FeatctlError
 from featctl.pipeline.batch_api import embed_batch
 from featctl.pipeline.config import DEFAULT_ENCODER, EmbedConfig, EmbedResult
 from featctl.pipeline.estimate import Estimate, estimate
@@ -41,7 +42,8 @@ class _Bar:
         self.bar.stop()
 
 
-@app.command(epilog="Example: featctl embed --source data/anime.tsv --text '{name}. {tags}. {summary}'")
+@app.command(epilog="Example: featctl embed --source data/anime.tsv --text '{name}. {tags}. {summary}'"
+             "  |  on Ray: featctl embed --source items.parquet --engine ray --workers 4 --gpus-per-worker 1")
 def embed(
     source: Optional[Path] = typer.Option(None, "--source", "-s", help="TSV, CSV, Parquet or JSONL file."),
     sql: Optional[str] = typer.Option(None, "--sql", help="A DuckDB query over files, instead of --source."),
@@ -89,6 +91,14 @@ def embed(
     no_wait: bool = typer.Option(False, "--no-wait", help="--batch-api: submit and return; a rerun ingests."),
     poll: float = typer.Option(30.0, "--poll", help="--batch-api: seconds between status checks."),
     replace: bool = typer.Option(False, "--replace", help="Rebuild the set even if its recipe changed."),
+    engine: str = typer.Option("local", "--engine", help="local|ray: encode in this process, or on Ray Data "
+                               "(pip install 'featctl[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: auto|ray://HOST:10001 "
+                                              "(default: start a local Ray)."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="ray: encoder actors, each loads the model "
+                                          "once (default 1)."),
+    gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="ray: GPUs per actor "
+                                                    "(default 0; fractions share a GPU)."),
     lock_timeout: float = LockTimeoutOption,
     store: Optional[str] = StoreOption,
     json: bool = JsonOption,
@@ -105,7 +115,10 @@ def embed(
         id_column=id_column, text=text, image=image, image_root=str(image_root) if image_root else None,
         max_image_bytes=max_image_bytes, name=name, entity=entity, dtype=dtype,
         on_duplicate=on_duplicate, part_rows=part_rows, replace=replace, lock_timeout=lock_timeout,
+        engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
     )
+    if batch_api and config.engine == "ray":
+        raise FeatctlError("--batch-api does not run on --engine ray: OpenAI's servers do the work; leave one out")
     if dry_run:
         plan = estimate(config, batch_api=batch_api)
         print_json(plan.to_dict()) if json else console.print(estimate_text(plan), soft_wrap=True)

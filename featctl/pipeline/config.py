@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ DEFAULT_ENCODER = "st:all-MiniLM-L6-v2"
 ENTITIES = ("item", "user")
 DTYPES = ("float32", "float16")
 ON_DUPLICATE = ("error", "first", "last")
+ENGINES = ("local", "ray")
+_HOST_PORT = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,10 @@ class EmbedConfig:
     part_rows: int = 10_000
     replace: bool = False
     lock_timeout: float = 60.0
+    engine: str = "local"              # where encoding runs: this process, or a Ray cluster (Ray Data)
+    ray_address: str | None = None     # None: start a local Ray; "auto" or "ray://host:port": connect
+    workers: int | None = None         # Ray: encoder actors (default 1)
+    gpus_per_worker: float | None = None  # Ray: GPUs each actor reserves (default 0)
 
     def __post_init__(self) -> None:
         for value, allowed, flag in ((self.entity, ENTITIES, "--entity"), (self.dtype, DTYPES, "--dtype"),
@@ -50,6 +57,25 @@ class EmbedConfig:
             raise FeatctlError(f"--part-rows must be at least 1, got {self.part_rows}")
         if self.lock_timeout < 0:
             raise FeatctlError(f"--lock-timeout must be >= 0, got {self.lock_timeout}")
+        self._check_engine()
+
+    def _check_engine(self) -> None:
+        if self.engine not in ENGINES:
+            raise FeatctlError(f"--engine must be one of {', '.join(ENGINES)}, got '{self.engine}'")
+        if self.engine == "local":
+            given = [flag for flag, value in (("--ray-address", self.ray_address), ("--workers", self.workers),
+                                              ("--gpus-per-worker", self.gpus_per_worker)) if value is not None]
+            if given:
+                raise FeatctlError(f"{', '.join(given)} only apply to --engine ray; add --engine ray or leave them out")
+            return
+        if self.workers is not None and self.workers < 1:
+            raise FeatctlError(f"--workers must be at least 1, got {self.workers}")
+        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
+            raise FeatctlError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+        address = self.ray_address
+        if address is not None and address != "auto" and not address.startswith("ray://") \
+                and not _HOST_PORT.match(address):
+            raise FeatctlError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got '{address}'")
 
     @property
     def set_name(self) -> str:

@@ -62,6 +62,7 @@ class Tally:
     texts: int = 0
     parts: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    usage: Counter[str] = field(default_factory=Counter)  # a paid API's spend, when counted away from its encoder
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -70,7 +70,7 @@ def prepare(config: EmbedConfig, encoder: Encoder | None = None) -> Job:
     id_column = config.id_column or source.columns[0]
     if id_column not in source.columns:
         raise UnknownColumnError(id_column, "--id", source.columns)
-    encoder = encoder or _encoder(config)
+    encoder = encoder or build_encoder(config)
     template: Template | ImageColumn
     if config.image is not None:
         root = config.image_root or os.path.dirname(os.path.abspath(config.source.path or "."))
@@ -127,6 +127,12 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
     """Embed a source into a feature set, encoding only rows whose content is not stored yet."""
     started = time.perf_counter()
     progress = progress or Silent()
+    stage = _encode_and_commit
+    if config.engine == "ray":
+        from featctl.pipeline import ray_engine
+
+        ray_engine.require_ray()  # before anything is read: a missing Ray is one line
+        stage = ray_engine.encode_and_commit
     job = prepare(config, encoder)
     encoder, name = job.encoder, job.name
     tally = Tally()
@@ -138,19 +144,20 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
         if len(plan.todo):
             new_entry = set_entry(job, entry, plan)
             progress.start(len(plan.todo))
-            _encode_and_commit(job.rows(plan), plan, encoder, writer, name, new_entry, existing, replace, config,
-                               progress, tally)
+            stage(job.rows(plan), plan, encoder, writer, name, new_entry, existing, replace, config, progress, tally)
     return EmbedResult(
         set=name, rows=plan.rows, encoded=tally.encoded + tally.reused, skipped=plan.skipped,
         failed=sum(tally.failures.values()), seconds=time.perf_counter() - started, reused=tally.reused,
         texts_encoded=tally.texts, parts_written=tally.parts, store=job.store.root,
-        failures=dict(tally.failures), usage=api_usage(encoder), input="image" if config.image else "text",
+        failures=dict(tally.failures), usage=api_usage(encoder, usage=tally.usage),
+        input="image" if config.image else "text",
     )
 
 
-def api_usage(encoder: Encoder, batch_discount: float = 1.0) -> dict[str, Any]:
-    """What a paid encoder spent in this run: requests, tokens, retries and the cost at its price."""
-    usage = dict(getattr(encoder, "usage", None) or {})
+def api_usage(encoder: Encoder, batch_discount: float = 1.0, usage: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a paid encoder spent in this run (or ``usage``, summed over Ray workers): requests, tokens,
+    retries and the cost at its price."""
+    usage = dict(usage or getattr(encoder, "usage", None) or {})
     price = getattr(encoder, "price", None)
     if usage and price is not None:
         paid = usage.get("tokens", 0) + usage.get("batch_tokens", 0) * batch_discount
@@ -166,7 +173,7 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, A
     return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
 
 
-def _encoder(config: EmbedConfig) -> Encoder:
+def build_encoder(config: EmbedConfig) -> Encoder:
     """The encoder a config names, refused early when it cannot read this kind of input."""
     prefix = parse_spec(config.encoder)[0]
     cls = encoder_class(prefix)
@@ -201,7 +208,8 @@ def _todo_rows(source: Source, id_column: str, template: Template | ImageColumn,
         offset += batch.num_rows
 
 
-def _chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+def chunks(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    """``rows`` in lists of ``size`` (the last may be shorter)."""
     part: list[Row] = []
     for row in rows:
         part.append(row)
@@ -234,13 +242,13 @@ def _encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer
     # Three stages overlap: a thread reads and renders the next part, this thread encodes the
     # current one, another thread commits the previous one. One item in flight on each side keeps
     # memory bounded; leaving the executors waits for that item, so nothing can deadlock.
-    chunks = _chunks(rows, config.part_rows)
+    parts_in = chunks(rows, config.part_rows)
     with ThreadPoolExecutor(1, thread_name_prefix="featctl-reader") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="featctl-writer") as committer:
-        upcoming = reader.submit(next, chunks, None)
+        upcoming = reader.submit(next, parts_in, None)
         pending: Future[None] | None = None
         while (part := upcoming.result()) is not None:
-            upcoming = reader.submit(next, chunks, None)
+            upcoming = reader.submit(next, parts_in, None)
             table = parts.encode(part)
             first = pending is None
             if pending is not None:
