@@ -139,6 +139,15 @@ def listdir(path: str) -> list[str]:
     return [posixpath.basename(i.path) for i in infos]
 
 
+def list_mtimes(path: str) -> dict[str, float | None]:
+    """Names directly under ``path`` with their modification time (UTC seconds; ``None`` when unknown)."""
+    if not is_remote(path):
+        return {name: os.path.getmtime(os.path.join(path, name)) for name in listdir(path)}
+    fs, key = resolve(path)
+    infos = fs.get_file_info(pafs.FileSelector(key, allow_not_found=True))
+    return {posixpath.basename(i.path): i.mtime.timestamp() if i.mtime else None for i in infos}
+
+
 def makedirs(path: str) -> None:
     """Create a local folder; object stores have no folders, so nothing to do there."""
     if not is_remote(path):
