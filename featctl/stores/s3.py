@@ -110,7 +110,10 @@ def get(path: str) -> tuple[bytes | None, str | None]:
 def put(path: str, data: bytes, etag: str | None) -> str:
     """Write ``path`` only if it still has ``etag`` (``None``: only if it does not exist); the new ETag.
 
-    Raises :class:`PreconditionFailed` when another writer got there first.
+    Raises :class:`PreconditionFailed` when another writer got there first. boto3 retries a PUT whose
+    response was lost, and the retry of one that did land fails its condition: so a failed condition
+    on an object that now holds exactly ``data`` (which names this writer) is this write, and its ETag
+    is returned.
     """
     bucket, key = fs.bucket_and_key(path)
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
@@ -122,6 +125,11 @@ def put(path: str, data: bytes, etag: str | None) -> str:
         # 412 when the condition fails; 409 when two conditional writes race; NoSuchKey for If-Match on
         # an object that was deleted in between.
         if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"):
+            current, landed = get(path)
+            if current == data and landed:
+                log.info("%s already holds this write (a retried PUT whose first response was lost)",
+                         fs.display(path))
+                return landed
             raise PreconditionFailed(fs.display(path)) from None
         raise describe(exc, path) from None
     except errors.BotoCoreError as exc:

@@ -41,3 +41,41 @@ def test_a_writer_stalled_after_its_lease_check_cannot_commit_parts_another_writ
     assert reread.verify() == [] and reread.vectors([1, 9])[1].tolist() == [True, False]
     # the stale writer's part is younger than twice the lease: it was left alone, not deleted under it
     assert len(keys(aws, bucket, "t/features/a/")) == 2
+
+
+def _lose_first_response(monkeypatch: pytest.MonkeyPatch, key: str) -> list[str]:
+    """The first PUT of ``key`` lands but its response is lost, so it is sent again (as boto3 retries)."""
+    from featctl.stores import s3
+
+    client = s3.client(f"s3://any/{key}")
+    put = client.put_object
+    retried: list[str] = []
+
+    def flaky(**kwargs: Any) -> Any:
+        if kwargs["Key"].endswith(key) and not retried:
+            retried.append(kwargs["Key"])
+            put(**kwargs)  # lands on the server; the reply never arrives
+        return put(**kwargs)
+
+    monkeypatch.setattr(client, "put_object", flaky)
+    return retried
+
+
+def test_a_retried_manifest_put_whose_first_response_was_lost_is_not_a_conflict(
+        aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = open_store(f"s3://{bucket}/m")
+    with store.writer() as writer:
+        writer.commit("a", ENTRY, [table([1])])
+        retried = _lose_first_response(monkeypatch, "m/manifest.json")
+        writer.commit("a", ENTRY, [table([2])])
+        writer.commit("a", ENTRY, [table([3])])  # the adopted ETag is the manifest's current one
+    assert retried == ["m/manifest.json"]
+    assert open_store(f"s3://{bucket}/m").feature_set("a").vectors([1, 2, 3])[1].tolist() == [True] * 3
+
+
+def test_a_retried_lease_put_whose_first_response_was_lost_still_holds_the_lease(
+        aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    retried = _lose_first_response(monkeypatch, "l/.lock")
+    with open_store(f"s3://{bucket}/l").writer(lock_timeout=0) as writer:
+        writer.commit("a", ENTRY, [table([1])])
+    assert retried == ["l/.lock"] and keys(aws, bucket, "l/.lock") == []  # acquired at once, then released
