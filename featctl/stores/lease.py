@@ -112,12 +112,13 @@ class S3Lease:
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` when another writer has taken the lease over."""
-        if self._lost:
-            raise LeaseLostError(fs.display(self.path))
-        current, etag = s3.get(self.path)
-        if current is None or etag != self._etag:
-            self._lost = True
-            raise LeaseLostError(fs.display(self.path))
+        with self._guard:  # not while a renewal is between its PUT and recording the new ETag
+            if self._lost:
+                raise LeaseLostError(fs.display(self.path))
+            current, etag = s3.get(self.path)
+            if current is None or etag != self._etag:
+                self._lost = True
+                raise LeaseLostError(fs.display(self.path))
 
     def release(self) -> None:
         self._stop.set()

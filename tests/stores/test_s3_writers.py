@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -79,3 +80,24 @@ def test_a_retried_lease_put_whose_first_response_was_lost_still_holds_the_lease
     with open_store(f"s3://{bucket}/l").writer(lock_timeout=0) as writer:
         writer.commit("a", ENTRY, [table([1])])
     assert retried == ["l/.lock"] and keys(aws, bucket, "l/.lock") == []  # acquired at once, then released
+
+
+def test_a_lease_check_during_a_renewal_is_not_a_lost_lease(
+        aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featctl.stores import lease
+
+    put = lease.s3.put
+
+    def slow_put(path: str, data: bytes, etag: str | None) -> str:
+        new = put(path, data, etag)
+        time.sleep(0.2)  # the lease object already changed; the renewal has not recorded its ETag yet
+        return new
+
+    monkeypatch.setattr(lease.s3, "put", slow_put)
+    held = S3Lease(f"s3://{bucket}/g/.lock", timeout=0, ttl=1.2)
+    with held:
+        until = time.monotonic() + 1.5  # spans several renewals (every 0.4s)
+        while time.monotonic() < until:
+            held.check()
+            time.sleep(0.01)
+    assert keys(aws, bucket, "g/") == []
