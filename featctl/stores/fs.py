@@ -229,8 +229,35 @@ def parquet_rows(path: str) -> int:
         return pq.ParquetFile(fh).metadata.num_rows
 
 
-def table_bytes(table: pa.Table, **options: Any) -> bytes:
-    """A table written as one Parquet file in memory (for a single PUT)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **options)
-    return sink.getvalue().to_pybytes()
+def write_table(table: pa.Table, path: str, **options: Any) -> tuple[int, str]:
+    """Stream one Parquet object to an object store (local writes go through ``files``); its size and sha256."""
+    fs, key = resolve(path)
+    with fs.open_output_stream(key) as out:
+        sink = _Hashing(out)
+        pq.write_table(table, pa.PythonFile(sink, mode="w"), **options)
+    return sink.size, sink.digest.hexdigest()
+
+
+class _Hashing:
+    """A write-only stream that hashes and counts what it passes on."""
+
+    def __init__(self, out: pa.NativeFile) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True

@@ -15,7 +15,6 @@ never overwrite each other's parts. Other object stores (``gs://``) can be read 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -161,6 +160,7 @@ class StoreWriter:
         self._etag: str | None = None
         self._created = False
         self._token = secrets.token_hex(4)
+        self._written: list[str] = []  # objects this writer put on an object store (for a failed first run)
 
     def __enter__(self) -> StoreWriter:
         root = self.store.root
@@ -198,6 +198,10 @@ class StoreWriter:
         if not self.store.remote and self._created and not self.store.exists():
             # A first run that failed before committing anything leaves no half-made store behind.
             fs.rmtree(self.store.root)
+
+    def check_lease(self) -> None:
+        """Raise :class:`~featctl.errors.LeaseLostError` when another writer took this one's lease over."""
+        self._lock.check()
 
     def keep(self) -> None:
         """Keep a store this writer created even if nothing is committed (it holds pending batches)."""
@@ -244,11 +248,10 @@ class StoreWriter:
             filename = f"part-{number:06d}-{self._token}.parquet"
             final = fs.join(folder, filename)
             try:
-                data = fs.table_bytes(table, **options)
-                fs.put_bytes(final, data)
+                size, digest = fs.write_table(table, final, **options)
             except OSError as exc:
                 raise StoreError(f"cannot write {fs.display(final)}: {exc}; earlier parts are kept") from None
-            size, digest = len(data), hashlib.sha256(data).hexdigest()
+            self._written.append(final)
         else:
             filename = f"part-{number:06d}.parquet"
             final = os.path.join(folder, filename)

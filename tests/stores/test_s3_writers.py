@@ -101,3 +101,37 @@ def test_a_lease_check_during_a_renewal_is_not_a_lost_lease(
             held.check()
             time.sleep(0.01)
     assert keys(aws, bucket, "g/") == []
+
+
+def _index_files(aws: Any, bucket: str, prefix: str) -> tuple[list[str], dict[str, str]]:
+    names = [k.rsplit("/", 1)[1] for k in keys(aws, bucket, prefix) if not k.endswith("/")]  # no folder markers
+    return names, manifest(aws, bucket, prefix + "index.json")["files"]
+
+
+def test_index_writes_keep_the_previous_generation_and_are_fenced_by_the_lease(
+        aws: Any, bucket: str) -> None:
+    from featctl.errors import LeaseLostError
+    from featctl.pipeline.index_build import IndexConfig, build_index
+    from featctl.stores.indexes import load_index, save_index
+
+    root, prefix = f"s3://{bucket}/i", "i/indexes/a/"
+    with open_store(root).writer() as writer:
+        writer.commit("a", ENTRY, [table(list(range(1, 41)))])
+    aws.put_object(Bucket=bucket, Key=prefix + "README.txt", Body=b"not featctl's")
+    generations = []
+    for _ in range(3):
+        build_index(IndexConfig("a", root, rebuild=True))
+        names, files = _index_files(aws, bucket, prefix)
+        generations.append(set(files.values()))
+    assert set(names) == generations[1] | generations[2] | {"index.json", "README.txt"}  # the first is gone
+
+    stale = open_store(root).writer().__enter__()
+    plant_lease(aws, bucket, "i/.lock", expires_in=-1)
+    with open_store(root).writer(lock_timeout=0):
+        pass
+    loaded = load_index(root, "a")
+    assert loaded is not None
+    with pytest.raises(LeaseLostError):
+        save_index(root, "a", loaded.index, loaded.ids, loaded.hashes, loaded.info, check=stale.check_lease)
+    stale.__exit__(None, None, None)
+    assert _index_files(aws, bucket, prefix)[1] == files  # index.json still names the last good generation
