@@ -192,9 +192,16 @@ class StoreWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.store.remote and self._created and not self.store.exists():
-            fs.rmtree(self.store.root)  # before the lease goes, so no other writer's objects are removed
-        self._lock.release()
+        try:
+            if self.store.remote and self._created and self._written and not self.store.exists():
+                # A failed first run: remove what it uploaded, and only that (not the lease, nor
+                # anything another writer or tool put under the prefix meanwhile).
+                for path in self._written:
+                    fs.remove(path)
+        except (StoreError, OSError) as exc:
+            log.warning("could not remove the uncommitted parts of %s: %s", fs.display(self.store.root), exc)
+        finally:
+            self._lock.release()
         if not self.store.remote and self._created and not self.store.exists():
             # A first run that failed before committing anything leaves no half-made store behind.
             fs.rmtree(self.store.root)

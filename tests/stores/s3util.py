@@ -13,8 +13,9 @@ ENTRY = {"entity": "item", "modality": "text", "encoder": "test", "dim": 4, "dty
 
 
 def keys(client: Any, bucket: str, prefix: str = "") -> list[str]:
+    """The keys under ``prefix``, without the empty folder markers pyarrow leaves after a delete."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if not o["Key"].endswith("/"))
 
 
 def plant_lease(client: Any, bucket: str, key: str, expires_in: float) -> None:

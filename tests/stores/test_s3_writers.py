@@ -104,7 +104,7 @@ def test_a_lease_check_during_a_renewal_is_not_a_lost_lease(
 
 
 def _index_files(aws: Any, bucket: str, prefix: str) -> tuple[list[str], dict[str, str]]:
-    names = [k.rsplit("/", 1)[1] for k in keys(aws, bucket, prefix) if not k.endswith("/")]  # no folder markers
+    names = [k.rsplit("/", 1)[1] for k in keys(aws, bucket, prefix)]
     return names, manifest(aws, bucket, prefix + "index.json")["files"]
 
 
@@ -135,3 +135,31 @@ def test_index_writes_keep_the_previous_generation_and_are_fenced_by_the_lease(
         save_index(root, "a", loaded.index, loaded.ids, loaded.hashes, loaded.info, check=stale.check_lease)
     stale.__exit__(None, None, None)
     assert _index_files(aws, bucket, prefix)[1] == files  # index.json still names the last good generation
+
+
+def test_a_failed_first_run_removes_only_its_own_parts_and_always_releases_the_lease(
+        aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featctl.errors import StoreError
+    from featctl.stores.store import Store, StoreWriter
+
+    def no_commit(writer: StoreWriter, manifest: dict[str, Any]) -> None:
+        aws.put_object(Bucket=bucket, Key="f/features/a/part-000001-0ther000.parquet", Body=b"another writer's")
+        aws.put_object(Bucket=bucket, Key="f/notes.txt", Body=b"someone else's")
+        raise StoreError("the manifest could not be written")
+
+    write_manifest = StoreWriter._write_manifest
+    monkeypatch.setattr(StoreWriter, "_write_manifest", no_commit)
+    with pytest.raises(StoreError, match="could not be written"), open_store(f"s3://{bucket}/f").writer() as writer:
+        writer.commit("a", ENTRY, [table([1])])
+    assert keys(aws, bucket, "f/") == ["f/features/a/part-000001-0ther000.parquet", "f/notes.txt"]
+
+    monkeypatch.setattr(StoreWriter, "_write_manifest", write_manifest)
+
+    def unreachable(store: Store) -> bool:
+        raise StoreError("the object store went away")
+
+    with open_store(f"s3://{bucket}/g").writer() as writer:
+        writer.commit("a", ENTRY, [table([1])])
+        lease = writer._lock
+        monkeypatch.setattr(Store, "exists", unreachable)
+    assert keys(aws, bucket, "g/.lock") == [] and lease._thread is None  # released, renewals stopped
