@@ -163,3 +163,28 @@ def test_a_failed_first_run_removes_only_its_own_parts_and_always_releases_the_l
         lease = writer._lock
         monkeypatch.setattr(Store, "exists", unreachable)
     assert keys(aws, bucket, "g/.lock") == [] and lease._thread is None  # released, renewals stopped
+
+
+def test_a_lease_with_an_unreadable_expiry_counts_as_expired(aws: Any, bucket: str) -> None:
+    aws.put_object(Bucket=bucket, Key="u/.lock", Body=b'{"holder": "x", "expires_at": "soon"}')
+    with open_store(f"s3://{bucket}/u").writer(lock_timeout=0) as writer:
+        writer.commit("a", ENTRY, [table([1])])
+    assert keys(aws, bucket, "u/.lock") == []
+
+
+def test_a_lease_lost_race_on_every_try_still_times_out(
+        aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from featctl.errors import LockTimeoutError
+    from featctl.stores import lease
+
+    tries: list[float] = []
+
+    def always_beaten(path: str, data: bytes, etag: str | None) -> str:
+        tries.append(time.monotonic())
+        raise lease.s3.PreconditionFailed(path)
+
+    monkeypatch.setattr(lease.s3, "put", always_beaten)
+    started = time.monotonic()
+    with pytest.raises(LockTimeoutError):
+        S3Lease(f"s3://{bucket}/w/.lock", timeout=0.5).acquire()
+    assert time.monotonic() - started < 3 and len(tries) < 20  # paused between tries, no spin
