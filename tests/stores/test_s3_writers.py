@@ -188,3 +188,24 @@ def test_a_lease_lost_race_on_every_try_still_times_out(
     with pytest.raises(LockTimeoutError):
         S3Lease(f"s3://{bucket}/w/.lock", timeout=0.5).acquire()
     assert time.monotonic() - started < 3 and len(tries) < 20  # paused between tries, no spin
+
+
+def test_the_next_writer_removes_exactly_the_part_a_crashed_writer_left_uncommitted(
+        aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEATCTL_LEASE_SECONDS", "1")
+    store = open_store(f"s3://{bucket}/x")
+    with store.writer() as writer:
+        writer.commit("a", ENTRY, [table([1])])
+    for key in ("x/features/a/notes.txt", "x/features/a/part-7.csv", "x/elsewhere/part-000009.parquet"):
+        aws.put_object(Bucket=bucket, Key=key, Body=b"not featctl's")
+    before = keys(aws, bucket, "x/")
+    crashed = store.writer().__enter__()
+    crashed._write_part(f"s3://{bucket}/x/features/a", 2, table([2]))  # uploaded; then killed before the commit
+    crashed._lock._stop.set()  # its renewals die with it; the lease is never released
+    orphan = sorted(set(keys(aws, bucket, "x/")) - set(before) - {"x/.lock"})
+    assert len(orphan) == 1 and orphan[0].startswith("x/features/a/part-000002-")
+    time.sleep(2.2)  # past twice the lease: the part can no longer belong to a live writer
+    with store.writer(lock_timeout=5):
+        pass
+    assert keys(aws, bucket, "x/") == before
+    assert open_store(f"s3://{bucket}/x").feature_set("a").verify() == []
