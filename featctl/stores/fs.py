@@ -225,17 +225,23 @@ def put_bytes(path: str, data: bytes) -> None:
 
 
 def sha256(path: str) -> str:
+    """The sha256 of a file or object, read as a stream."""
     digest = hashlib.sha256()
     if is_remote(path):
         fs, key = resolve(path)
-        with fs.open_input_stream(key) as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-    with open(path, "rb") as fh:
+        stream: Any = fs.open_input_stream(key)
+    else:
+        stream = open(path, "rb")  # noqa: SIM115  (closed by the with below)
+    with stream as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def upload(local: str, path: str) -> None:
+    """Copy a local file to an object, streamed."""
+    fs, key = resolve(path)
+    pafs.copy_files(local, key, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
