@@ -99,7 +99,7 @@ def build_index(config: IndexConfig, progress: Callable[[str], None] | None = No
     say = progress or (lambda message: None)
     store = open_store(config.store)
     fs = store.feature_set(config.set)
-    with store.writer(config.lock_timeout):
+    with store.writer(config.lock_timeout) as writer:
         existing = None if config.rebuild else load_index(store.root, config.set)
         wanted = None if config.kind == "auto" else config.kind
         if existing and not existing.stale(fs) and wanted in (None, existing.info["kind"]):
@@ -111,7 +111,7 @@ def build_index(config: IndexConfig, progress: Callable[[str], None] | None = No
         if existing and wanted in (None, existing.info["kind"]):
             added = _add_new_rows(existing, fs, ids, hashes, matrix, excluded)
             if added is not None:
-                size = save_index(store.root, fs.name, existing.index, *added)
+                size = save_index(store.root, fs.name, existing.index, *added, check=writer.check_lease)
                 return IndexResult("added", index_folder(store.root, fs.name), {**added[2], "bytes": size})
         kind = wanted or choose_kind(len(ids), fs.dim, parse_size(config.memory))
         started = time.perf_counter()
@@ -139,7 +139,7 @@ def build_index(config: IndexConfig, progress: Callable[[str], None] | None = No
         }
         if recall < config.target_recall:
             log.warning("index of %s reaches recall@10 %.3f only (target %.2f)", fs.name, recall, config.target_recall)
-        size = save_index(store.root, fs.name, index, ids, hashes, info)
+        size = save_index(store.root, fs.name, index, ids, hashes, info, check=writer.check_lease)
     return IndexResult("built", index_folder(store.root, fs.name), {**info, "bytes": size})
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import threading
@@ -74,10 +73,4 @@ def commit_file(tmp: str, final: str) -> None:
 
 
 def sha256_file(path: str) -> str:
-    if fs.is_remote(path):
-        return fs.sha256(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return fs.sha256(path)

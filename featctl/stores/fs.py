@@ -17,7 +17,7 @@ import os
 import posixpath
 import shutil
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -51,7 +51,11 @@ def normalize_root(root: str) -> str:
     """A store root as featctl keeps it: ``file://`` becomes a local path; unknown schemes are refused."""
     kind = scheme(root)
     if kind == "file":
-        return unquote(urlsplit(root).path)
+        parts = urlsplit(root)
+        if parts.netloc not in ("", "localhost"):
+            raise StoreError(f"store URI {root} names host '{parts.netloc}'; file:// stores are local: "
+                             f"use file:///path (three slashes) or a plain path")
+        return unquote(parts.path)
     if kind and kind not in KNOWN_SCHEMES:
         raise StoreError(
             f"unknown store scheme '{kind}://' in {root}; use a local path, s3://bucket/prefix or gs://bucket/prefix"
@@ -91,8 +95,6 @@ def bucket_and_key(path: str) -> tuple[str, str]:
 
 
 def query(path: str) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
     return dict(parse_qsl(_split(path)[1]))
 
 
@@ -112,9 +114,30 @@ def resolve(path: str) -> tuple[pafs.FileSystem, str]:
     return _filesystem(prefix, env_key()), f"{parts.netloc}{parts.path}".rstrip("/")
 
 
-def _info(path: str) -> pafs.FileInfo:
+def remote_error(exc: OSError, path: str) -> StoreError:
+    """One line for a pyarrow error on an object store, with what to do about it."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "ACCESS_DENIED" in text or "AccessDenied" in text or "403" in text:
+        return StoreError(f"access denied to {display(path)} ({text}); check the credentials and the bucket policy")
+    if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text:
+        return StoreError(f"the bucket of {display(path)} does not exist ({text}); create it or fix --store")
+    return StoreError(f"object store error on {display(path)}: {text}; check the endpoint, network and credentials")
+
+
+def _infos(path: str, selector: bool) -> list[pafs.FileInfo]:
     fs, key = resolve(path)
-    return fs.get_file_info(key)
+    try:
+        if selector:
+            return fs.get_file_info(pafs.FileSelector(key, allow_not_found=True))
+        return [fs.get_file_info(key)]
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise remote_error(exc, path) from None
+
+
+def _info(path: str) -> pafs.FileInfo:
+    return _infos(path, selector=False)[0]
 
 
 def isfile(path: str) -> bool:
@@ -134,9 +157,15 @@ def listdir(path: str) -> list[str]:
     """Names directly under ``path``; an empty list where there is nothing."""
     if not is_remote(path):
         return os.listdir(path) if os.path.isdir(path) else []
-    fs, key = resolve(path)
-    infos = fs.get_file_info(pafs.FileSelector(key, allow_not_found=True))
-    return [posixpath.basename(i.path) for i in infos]
+    return [posixpath.basename(i.path) for i in _infos(path, selector=True)]
+
+
+def list_mtimes(path: str) -> dict[str, float | None]:
+    """Names directly under ``path`` with their modification time (UTC seconds; ``None`` when unknown)."""
+    if not is_remote(path):
+        return {name: os.path.getmtime(os.path.join(path, name)) for name in listdir(path)}
+    infos = _infos(path, selector=True)
+    return {posixpath.basename(i.path): i.mtime.timestamp() if i.mtime else None for i in infos}
 
 
 def makedirs(path: str) -> None:
@@ -155,6 +184,10 @@ def remove(path: str) -> None:
             os.remove(path)
     except FileNotFoundError:
         pass
+    except OSError as exc:
+        if is_remote(path):
+            raise remote_error(exc, path) from None
+        raise
 
 
 def rmtree(path: str) -> None:
@@ -192,17 +225,23 @@ def put_bytes(path: str, data: bytes) -> None:
 
 
 def sha256(path: str) -> str:
+    """The sha256 of a file or object, read as a stream."""
     digest = hashlib.sha256()
     if is_remote(path):
         fs, key = resolve(path)
-        with fs.open_input_stream(key) as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
-    with open(path, "rb") as fh:
+        stream: Any = fs.open_input_stream(key)
+    else:
+        stream = open(path, "rb")  # noqa: SIM115  (closed by the with below)
+    with stream as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def upload(local: str, path: str) -> None:
+    """Copy a local file to an object, streamed."""
+    fs, key = resolve(path)
+    pafs.copy_files(local, key, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=fs)
 
 
 def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
@@ -220,8 +259,35 @@ def parquet_rows(path: str) -> int:
         return pq.ParquetFile(fh).metadata.num_rows
 
 
-def table_bytes(table: pa.Table, **options: Any) -> bytes:
-    """A table written as one Parquet file in memory (for a single PUT)."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, **options)
-    return sink.getvalue().to_pybytes()
+def write_table(table: pa.Table, path: str, **options: Any) -> tuple[int, str]:
+    """Stream one Parquet object to an object store (local writes go through ``files``); its size and sha256."""
+    fs, key = resolve(path)
+    with fs.open_output_stream(key) as out:
+        sink = _Hashing(out)
+        pq.write_table(table, pa.PythonFile(sink, mode="w"), **options)
+    return sink.size, sink.digest.hexdigest()
+
+
+class _Hashing:
+    """A write-only stream that hashes and counts what it passes on."""
+
+    def __init__(self, out: pa.NativeFile) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True

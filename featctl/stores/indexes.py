@@ -6,7 +6,8 @@ at build time: when the set changes, the index knows it is stale.
 
 On an object store, where folders cannot be renamed, the index and id map are uploaded under names
 that carry a fresh token, and ``index.json``, written last in one PUT, names them under ``files``:
-a reader sees the old generation or the new one. FAISS reads and writes bytes there
+a reader sees the old generation or the new one, and the generation before stays for readers that
+read ``index.json`` just before it was replaced. FAISS reads and writes bytes there
 (``serialize_index`` / ``deserialize_index``), never a local file.
 """
 
@@ -16,8 +17,10 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +28,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featctl.errors import StoreError
-from featctl.stores import fs
+from featctl.errors import ConcurrentCommitError, StoreError
+from featctl.stores import fs, s3
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import fsync_dir, write_json_atomic
 
 log = logging.getLogger(__name__)
+
+_GENERATION_FILE = re.compile(r"^(index-[0-9a-f]+\.faiss|ids-[0-9a-f]+\.parquet)$")
 
 
 def set_fingerprint(fs: FeatureSet) -> str:
@@ -98,12 +103,17 @@ def apply_search_params(index: Any, kind: str, params: dict[str, Any]) -> None:
         faiss.extract_index_ivf(base).nprobe = int(params["nprobe"])
 
 
-def save_index(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array, info: dict[str, Any]) -> int:
-    """Write the folder under a temporary name, then swap it in; returns the index's size in bytes."""
+def save_index(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array, info: dict[str, Any],
+               check: Callable[[], None] | None = None) -> int:
+    """Write the folder under a temporary name, then swap it in; returns the index's size in bytes.
+
+    ``check`` (the store writer's :meth:`~featctl.stores.store.StoreWriter.check_lease`) runs before an
+    object store's ``index.json`` is replaced.
+    """
     import faiss
 
     if fs.is_remote(root):
-        return _save_remote(root, name, index, ids, hashes, info)
+        return _save_remote(root, name, index, ids, hashes, info, check)
     final = index_folder(root, name)
     parent = os.path.dirname(final)
     os.makedirs(parent, exist_ok=True)
@@ -131,23 +141,49 @@ def save_index(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array
     return size
 
 
-def _save_remote(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array, info: dict[str, Any]) -> int:
-    """Upload a new generation of the index, then ``index.json`` naming it, then drop older generations."""
+def _save_remote(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Array, info: dict[str, Any],
+                 check: Callable[[], None] | None) -> int:
+    """Upload a new generation, then ``index.json`` naming it, then drop all but it and the one before.
+
+    ``index.json`` is replaced with ``If-Match`` on the ETag it had before the upload, after ``check``
+    (the writer's lease) passed, so a writer that lost its lease, or another index writer, cannot
+    swap in its generation. The previous generation is kept for readers that loaded its ``index.json``.
+    """
     import faiss
 
     folder = index_folder(root, name)
+    meta = fs.join(folder, "index.json")
+    if fs.scheme(root) != "s3":
+        raise StoreError(f"cannot write indexes to {fs.display(root)}: object stores are written only on s3://")
+    current, etag = s3.get(meta)
+    keep = set(_generation(current).values())
     token = secrets.token_hex(4)
     files = {"index": f"index-{token}.faiss", "ids": f"ids-{token}.parquet"}
     try:
         data = faiss.serialize_index(index).tobytes()
         fs.put_bytes(fs.join(folder, files["index"]), data)
         row = pa.array(range(len(ids)), pa.int64())
-        fs.put_bytes(fs.join(folder, files["ids"]),
-                     fs.table_bytes(pa.table({"row": row, "id": ids, "content_hash": hashes})))
-        write_json_atomic(fs.join(folder, "index.json"), {**info, "bytes": len(data), "files": files})
+        fs.write_table(pa.table({"row": row, "id": ids, "content_hash": hashes}), fs.join(folder, files["ids"]))
+        if check is not None:
+            check()
+        text = json.dumps({**info, "bytes": len(data), "files": files}, indent=2, sort_keys=True, ensure_ascii=False)
+        try:
+            s3.put(meta, (text + "\n").encode("utf-8"), etag)
+        except s3.PreconditionFailed:
+            raise ConcurrentCommitError(fs.display(meta)) from None
+        keep |= set(files.values())
         for old in fs.listdir(folder):
-            if old not in files.values() and old != "index.json":
+            if _GENERATION_FILE.match(old) and old not in keep:
                 fs.remove(fs.join(folder, old))
     except OSError as exc:
         raise StoreError(f"cannot write the index of set '{name}' under {fs.display(folder)}: {exc}") from None
     return len(data)
+
+
+def _generation(data: bytes | None) -> dict[str, str]:
+    """The files an ``index.json`` names (none when there is none or it cannot be read)."""
+    try:
+        info = json.loads(data or b"{}")
+        return dict(info.get("files", {})) if isinstance(info, dict) else {}
+    except (ValueError, TypeError):
+        return {}

@@ -73,17 +73,17 @@ class S3Lease:
         waited = False
         while True:
             current, etag = s3.get(self.path)
+            info = _parse(current) if current is not None else {}
             try:
                 if current is None:
                     self._etag = s3.put(self.path, self._body(), None)
                     break
-                info = _parse(current)
-                if float(info.get("expires_at", 0)) < time.time():
+                if _expires_at(info) < time.time():
                     log.warning("taking over the expired lease of %s", _holder(info))
                     self._etag = s3.put(self.path, self._body(), etag)
                     break
             except s3.PreconditionFailed:
-                continue  # another writer moved first: look again
+                pass  # another writer moved first: look again, after the deadline check and a pause
             if time.monotonic() >= deadline:
                 raise LockTimeoutError(fs.display(self.path.rsplit("/", 1)[0]), self.timeout, _holder(info))
             if not waited:
@@ -112,12 +112,13 @@ class S3Lease:
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` when another writer has taken the lease over."""
-        if self._lost:
-            raise LeaseLostError(fs.display(self.path))
-        current, etag = s3.get(self.path)
-        if current is None or etag != self._etag:
-            self._lost = True
-            raise LeaseLostError(fs.display(self.path))
+        with self._guard:  # not while a renewal is between its PUT and recording the new ETag
+            if self._lost:
+                raise LeaseLostError(fs.display(self.path))
+            current, etag = s3.get(self.path)
+            if current is None or etag != self._etag:
+                self._lost = True
+                raise LeaseLostError(fs.display(self.path))
 
     def release(self) -> None:
         self._stop.set()
@@ -147,6 +148,14 @@ def _parse(data: bytes) -> dict[str, Any]:
         return info if isinstance(info, dict) else {}
     except ValueError:
         return {}  # unreadable: no expiry, so it counts as expired
+
+
+def _expires_at(info: dict[str, Any]) -> float:
+    """The lease's expiry in UTC seconds; an unreadable one counts as expired."""
+    try:
+        return float(info.get("expires_at", 0))
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _holder(info: dict[str, Any]) -> str:

@@ -46,8 +46,7 @@ class Run:
             return self.file(name)
         target = fs.join(self.path, name)
         try:
-            with open(self.file(name), "rb") as fh:
-                fs.put_bytes(target, fh.read())
+            fs.upload(self.file(name), target)
         except OSError as exc:
             raise StoreError(f"cannot upload {fs.display(target)}: {exc}") from None
         return target

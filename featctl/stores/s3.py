@@ -4,7 +4,8 @@ pyarrow reads and writes every object of an ``s3://`` store; boto3 does only wha
 reading the manifest with its ETag, replacing it with ``If-Match`` (or creating it with
 ``If-None-Match: *``), and the lease object behind the writer lock (see :mod:`featctl.stores.lease`).
 The client is configured like pyarrow: ``AWS_ENDPOINT_URL`` / ``AWS_REGION`` / credentials from the
-environment or profile, or ``endpoint_override``, ``scheme`` and ``region`` in the URI's query.
+environment or profile, or ``endpoint_override``, ``scheme``, ``region``, ``access_key``, ``secret_key``
+and ``session_token`` in the URI's query.
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def _client(query: tuple[tuple[str, str], ...], env: tuple[str | None, ...]) -> 
         kwargs["endpoint_url"] = endpoint if "://" in endpoint else f"{options.get('scheme', 'https')}://{endpoint}"
     if "region" in options:
         kwargs["region_name"] = options["region"]
+    # Credentials in the URI, as pyarrow reads them, win over the environment for both clients.
+    for name, arg in (("access_key", "aws_access_key_id"), ("secret_key", "aws_secret_access_key"),
+                      ("session_token", "aws_session_token")):
+        if options.get(name):
+            kwargs[arg] = options[name]
     config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=10, read_timeout=60)
     return boto3.session.Session().client("s3", config=config, **kwargs)
 
@@ -110,7 +116,10 @@ def get(path: str) -> tuple[bytes | None, str | None]:
 def put(path: str, data: bytes, etag: str | None) -> str:
     """Write ``path`` only if it still has ``etag`` (``None``: only if it does not exist); the new ETag.
 
-    Raises :class:`PreconditionFailed` when another writer got there first.
+    Raises :class:`PreconditionFailed` when another writer got there first. boto3 retries a PUT whose
+    response was lost, and the retry of one that did land fails its condition: so a failed condition
+    on an object that now holds exactly ``data`` (which names this writer) is this write, and its ETag
+    is returned.
     """
     bucket, key = fs.bucket_and_key(path)
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
@@ -122,6 +131,11 @@ def put(path: str, data: bytes, etag: str | None) -> str:
         # 412 when the condition fails; 409 when two conditional writes race; NoSuchKey for If-Match on
         # an object that was deleted in between.
         if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"):
+            current, landed = get(path)
+            if current == data and landed:
+                log.info("%s already holds this write (a retried PUT whose first response was lost)",
+                         fs.display(path))
+                return landed
             raise PreconditionFailed(fs.display(path)) from None
         raise describe(exc, path) from None
     except errors.BotoCoreError as exc:

@@ -15,23 +15,24 @@ never overwrite each other's parts. Other object stores (``gs://``) can be read 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featctl.errors import ConcurrentCommitError, StoreError, UnknownSetError
-from featctl.stores import fs
+from featctl.stores import fs, s3
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import commit_file, sha256_file, write_json_atomic
+from featctl.stores.lease import S3Lease
 from featctl.stores.lock import StoreLock
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ class Store:
     def check(self) -> None:
         """Fail with one line when an ``s3://`` store's bucket is missing or cannot be reached."""
         if fs.scheme(self.root) == "s3":
-            from featctl.stores import s3
-
             s3.check_bucket(self.root)
 
     def exists(self) -> bool:
@@ -91,8 +90,6 @@ class Store:
         where = fs.display(self.manifest_path)
         etag = None
         if fs.scheme(self.root) == "s3":
-            from featctl.stores import s3
-
             self.check()
             data, etag = s3.get(self.manifest_path)
         elif not self.exists():
@@ -133,15 +130,23 @@ def open_store(path: str | os.PathLike[str] | None = None) -> Store:
     return Store(str(path or os.environ.get("FEATCTL_STORE") or DEFAULT_STORE))
 
 
-def _lock(root: str, timeout: float) -> Any:
+class WriterLock(Protocol):
+    """One writer at a time: :class:`StoreLock` (``flock``) locally, :class:`S3Lease` on ``s3://``."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def check(self) -> None: ...
+
+
+def _lock(root: str, timeout: float) -> WriterLock:
     kind = fs.scheme(root)
     if not fs.is_remote(root):
         return StoreLock(os.path.join(root, ".lock"), timeout)
     if kind != "s3":
         raise StoreError(f"cannot write to {kind}:// stores ({fs.display(root)}): featctl writes object stores "
                          "only through S3 conditional writes; read it, or use an s3:// store")
-    from featctl.stores.lease import S3Lease
-
     return S3Lease(fs.join(root, ".lock"), timeout)
 
 
@@ -155,6 +160,7 @@ class StoreWriter:
         self._etag: str | None = None
         self._created = False
         self._token = secrets.token_hex(4)
+        self._written: list[str] = []  # objects this writer put on an object store (for a failed first run)
 
     def __enter__(self) -> StoreWriter:
         root = self.store.root
@@ -172,19 +178,37 @@ class StoreWriter:
         self._lock.acquire()
         try:
             self.manifest, self._etag = self.store.load_manifest_versioned()
-            self._remove_orphans()
+            orphans = self._orphans()
+            if self.store.remote and (self._etag is not None or orphans):
+                # The fence: a new generation of the manifest, written under this lease before anything
+                # is deleted, so a writer that lost the lease (and still holds the old ETag) commits nothing.
+                self._write_manifest(self.manifest)
+            for path in orphans:
+                log.info("removing uncommitted file %s", fs.display(path))
+                fs.remove(path)
         except BaseException:
             self._lock.release()
             raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.store.remote and self._created and not self.store.exists():
-            fs.rmtree(self.store.root)  # before the lease goes, so no other writer's objects are removed
-        self._lock.release()
+        try:
+            if self.store.remote and self._created and self._written and not self.store.exists():
+                # A failed first run: remove what it uploaded, and only that (not the lease, nor
+                # anything another writer or tool put under the prefix meanwhile).
+                for path in self._written:
+                    fs.remove(path)
+        except (StoreError, OSError) as exc:
+            log.warning("could not remove the uncommitted parts of %s: %s", fs.display(self.store.root), exc)
+        finally:
+            self._lock.release()
         if not self.store.remote and self._created and not self.store.exists():
             # A first run that failed before committing anything leaves no half-made store behind.
             fs.rmtree(self.store.root)
+
+    def check_lease(self) -> None:
+        """Raise :class:`~featctl.errors.LeaseLostError` when another writer took this one's lease over."""
+        self._lock.check()
 
     def keep(self) -> None:
         """Keep a store this writer created even if nothing is committed (it holds pending batches)."""
@@ -231,11 +255,10 @@ class StoreWriter:
             filename = f"part-{number:06d}-{self._token}.parquet"
             final = fs.join(folder, filename)
             try:
-                data = fs.table_bytes(table, **options)
-                fs.put_bytes(final, data)
+                size, digest = fs.write_table(table, final, **options)
             except OSError as exc:
                 raise StoreError(f"cannot write {fs.display(final)}: {exc}; earlier parts are kept") from None
-            size, digest = len(data), hashlib.sha256(data).hexdigest()
+            self._written.append(final)
         else:
             filename = f"part-{number:06d}.parquet"
             final = os.path.join(folder, filename)
@@ -257,24 +280,36 @@ class StoreWriter:
             except OSError as exc:
                 raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
             return
-        from featctl.stores import s3
-
         self._lock.check()
+        manifest["generation"] = int(manifest.get("generation", 0)) + 1
+        if isinstance(self._lock, S3Lease):
+            manifest["writer"] = self._lock.holder
         data = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             self._etag = s3.put(path, data, self._etag)
         except s3.PreconditionFailed:
             raise ConcurrentCommitError(fs.display(path)) from None
 
-    def _remove_orphans(self) -> None:
+    def _orphans(self) -> list[str]:
+        """Part files the manifest does not list (and temporary files).
+
+        On an object store a part is an orphan only once it is older than twice the lease: a younger one
+        may belong to a writer that stalled past its lease and has not yet noticed it lost it.
+        """
         features = fs.join(self.store.root, "features")
         if not fs.isdir(features):
-            return
+            return []
+        young = time.time() - 2 * self._lock.ttl if isinstance(self._lock, S3Lease) else None
+        found = []
         for name in fs.listdir(features):
             listed = {p["file"] for p in self.manifest["sets"].get(name, {}).get("parts", [])}
             folder = fs.join(features, name)
-            for filename in fs.listdir(folder):
+            for filename, mtime in fs.list_mtimes(folder).items():
                 is_part = filename.startswith("part-") and filename.endswith(".parquet")
-                if (is_part and filename not in listed) or ".tmp-" in filename:
-                    log.info("removing uncommitted file %s/%s", name, filename)
-                    fs.remove(fs.join(folder, filename))
+                if not ((is_part and filename not in listed) or ".tmp-" in filename):
+                    continue
+                if young is not None and (mtime is None or mtime > young):
+                    log.info("keeping uncommitted %s/%s for now: it is younger than twice the lease", name, filename)
+                    continue
+                found.append(fs.join(folder, filename))
+        return found

@@ -30,3 +30,29 @@ def test_file_uris_are_local_stores(tmp_path: Path) -> None:
 def test_bad_roots_are_refused(root: str, message: str) -> None:
     with pytest.raises(StoreError, match=message):
         open_store(root)
+
+
+def test_file_uris_naming_a_host_are_refused(tmp_path: Path) -> None:
+    assert open_store(f"file://localhost{tmp_path}/s").root == f"{tmp_path}/s"
+    with pytest.raises(StoreError, match="names host 'otherhost'; file:// stores are local"):
+        open_store("file://otherhost/data/store")
+
+
+def test_credentials_in_the_uri_reach_boto3_too() -> None:
+    pytest.importorskip("boto3")
+    from featctl.stores import s3
+
+    client = s3.client("s3://bkt/x?endpoint_override=127.0.0.1:9&scheme=http&access_key=AKX&secret_key=SKX")
+    credentials = client._request_signer._credentials
+    assert (credentials.access_key, credentials.secret_key) == ("AKX", "SKX")
+    assert client.meta.endpoint_url == "http://127.0.0.1:9"
+
+
+def test_raw_object_store_errors_become_one_line_with_a_fix() -> None:
+    raw = OSError("When listing objects under key 'p/features' in bucket 'bkt': AWS Error ACCESS_DENIED during "
+                  "ListObjectsV2 operation: Access Denied\nDetail: more")
+    error = fs.remote_error(raw, "s3://bkt/p/features?endpoint_override=127.0.0.1:9")
+    message = str(error)
+    assert message.startswith("access denied to s3://bkt/p/features (When listing")
+    assert "check the credentials and the bucket policy" in message and "\n" not in message
+    assert "endpoint_override" not in message
