@@ -125,6 +125,22 @@ class RayEngineError(FeatctlError):
     """Ray could not be reached, or an encoder actor failed for a reason that is not one row's."""
 
 
+class RayResourcesError(RayEngineError):
+    def __init__(self, workers: int, gpus_per_worker: float, need: dict[str, float], have: dict[str, float]) -> None:
+        short = ", ".join(f"{need[k]:g} {k} (it has {have.get(k, 0):g})" for k in need if need[k] > have.get(k, 0))
+        fits = int(have.get("CPU", 0) // 1)
+        if gpus_per_worker:
+            fits = min(fits, int(have.get("GPU", 0) // gpus_per_worker))
+        if fits >= 1:
+            hint = f"pass --workers {fits} or fewer"
+        elif gpus_per_worker and not have.get("GPU"):
+            hint = "drop --gpus-per-worker (this cluster has no GPU)"
+        else:
+            hint = "lower --gpus-per-worker or add nodes"
+        super().__init__(f"the Ray cluster cannot run {workers} encoder worker(s): they need {short}, and would "
+                         f"wait for them forever; {hint}, or point --ray-address at a larger cluster")
+
+
 class ApiKeyError(FeatctlError):
     """No API key, or an unreadable --api-key-file."""
 

@@ -70,8 +70,12 @@ class EmbedConfig:
             return
         if self.workers is not None and self.workers < 1:
             raise FeatctlError(f"--workers must be at least 1, got {self.workers}")
-        if self.gpus_per_worker is not None and self.gpus_per_worker < 0:
-            raise FeatctlError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker}")
+        gpus = self.gpus_per_worker
+        if gpus is not None and gpus < 0:
+            raise FeatctlError(f"--gpus-per-worker must be >= 0, got {gpus}")
+        if gpus is not None and gpus > 1 and not float(gpus).is_integer():
+            raise FeatctlError(f"--gpus-per-worker above 1 must be a whole number of GPUs, got {gpus:g}; Ray gives "
+                               "an actor 1, 2, … GPUs or a fraction of one (0.5 shares a GPU between two workers)")
         address = self.ray_address
         if address is not None and address != "auto" and not address.startswith("ray://") \
                 and not _HOST_PORT.match(address):

@@ -29,7 +29,14 @@ import pyarrow as pa
 
 from featctl.encoders.base import Encoder, StreamingEncoder
 from featctl.encoders.registry import parse_spec, register
-from featctl.errors import FeatctlError, RayEngineError, RayNotInstalledError, RecipeMismatchError, first_line
+from featctl.errors import (
+    FeatctlError,
+    RayEngineError,
+    RayNotInstalledError,
+    RayResourcesError,
+    RecipeMismatchError,
+    first_line,
+)
 from featctl.pipeline.config import EmbedConfig
 from featctl.pipeline.encode import PartEncoder, Progress, Row, Silent, Tally
 from featctl.pipeline.plan import Plan
@@ -41,6 +48,7 @@ from featctl.stores.store import StoreWriter
 log = logging.getLogger(__name__)
 
 STATS = "_featctl_stats"  # a column of per-part counts (JSON in the part's first row), dropped before commit
+ACTOR_CPUS = 1  # what Ray Data reserves for each actor of a pool that names no num_cpus
 RATE_OPTIONS = ("rpm", "tpm")  # an API's limits, shared out between the workers
 _EXCEPTION_LINE = re.compile(r"^\w[\w.]*(?:Error|Exception|Interrupt): .*$", re.MULTILINE)
 
@@ -78,6 +86,29 @@ def connect(config: EmbedConfig) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def session(config: EmbedConfig) -> Iterator[None]:
+    """Ray connected and big enough for the pool before anything is read or locked; a Ray this
+    started is shut down when the block ends."""
+    ray = require_ray()
+    started = connect(config)
+    try:
+        check_resources(config.workers or 1, config.gpus_per_worker or 0.0)
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def check_resources(workers: int, gpus_per_worker: float) -> None:
+    """Refuse a pool the cluster cannot schedule: Ray Data would only log a warning and wait forever."""
+    ray = require_ray()
+    need = {"CPU": float(workers * ACTOR_CPUS), "GPU": workers * gpus_per_worker}
+    have = {k: float(v) for k, v in ray.cluster_resources().items() if k in need}
+    if any(need[k] > have.get(k, 0.0) + 1e-9 for k in need):
+        raise RayResourcesError(workers, gpus_per_worker, need, have)
+
+
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
     """Raise OSError if ``ray://HOST:PORT`` or ``HOST:PORT`` does not accept a connection (``auto`` is not checked)."""
     if address == "auto":
@@ -99,8 +130,8 @@ def _pythonpath() -> str:
 class EncodeActor:
     """One Ray actor: builds its encoder once, then turns each block of rows into a part table."""
 
-    def __init__(self, encoder_cls: type[Encoder], config: EmbedConfig, id_type: pa.DataType,
-                 repeated: frozenset[str], stored: dict[str, np.ndarray]) -> None:
+    def __init__(self, encoder_cls: type[Encoder], config: EmbedConfig,
+                 id_type: pa.DataType, repeated: frozenset[str], stored: dict[str, np.ndarray]) -> None:
         register(parse_spec(config.encoder)[0], encoder_cls)  # a class registered at run time by the caller
         self.fatal: str | None = None  # a FeatctlError here is sent back as data: Ray keeps only its text
         try:
@@ -160,6 +191,7 @@ def encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer:
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = context.print_on_execution_start = False
         workers = min(config.workers or 1, len(refs))  # an actor without a part would only load a model
+        check_resources(workers, config.gpus_per_worker or 0.0)
         dataset = ray.data.from_arrow_refs(refs).map_batches(
             EncodeActor, batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=config.gpus_per_worker or None, zero_copy_batch=True,

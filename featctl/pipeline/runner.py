@@ -7,10 +7,11 @@ at most the parts in flight, and the next run's diff skips everything committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -128,11 +129,18 @@ def embed(config: EmbedConfig, *, progress: Progress | None = None, encoder: Enc
     started = time.perf_counter()
     progress = progress or Silent()
     stage = _encode_and_commit
-    if config.engine == "ray":
-        from featctl.pipeline import ray_engine
+    with contextlib.ExitStack() as stack:
+        if config.engine == "ray":
+            from featctl.pipeline import ray_engine
 
-        ray_engine.require_ray()  # before anything is read: a missing Ray is one line
-        stage = ray_engine.encode_and_commit
+            # before anything is read or locked: a missing Ray, a bad address or too small a cluster is one line
+            stack.enter_context(ray_engine.session(config))
+            stage = ray_engine.encode_and_commit
+        return _embed(config, started, progress, encoder, stage)
+
+
+def _embed(config: EmbedConfig, started: float, progress: Progress, encoder: Encoder | None,
+           stage: Callable[..., None]) -> EmbedResult:
     job = prepare(config, encoder)
     encoder, name = job.encoder, job.name
     tally = Tally()

@@ -5,11 +5,14 @@ One local Ray (2 CPUs) serves the whole module; each run starts its own actor po
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -19,7 +22,7 @@ from typer.testing import CliRunner
 from featctl import EmbedConfig, SourceSpec, embed, open_store
 from featctl.cli import app
 from featctl.encoders.registry import register
-from featctl.errors import FeatctlError
+from featctl.errors import FeatctlError, RayResourcesError
 from tests.conftest import REPO, HashEncoder, hash_vector, write_tsv
 
 ray = pytest.importorskip("ray")
@@ -75,15 +78,34 @@ def ray_cluster():
     ray.shutdown()
 
 
-def run(source: Path, store: Path, **kwargs: object):
+@contextlib.contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail the test, instead of hanging it, if the block runs past ``seconds``."""
+    def expired(signum: int, frame: Any) -> None:
+        raise TimeoutError(f"still running after {seconds} s: the run hangs")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def config(source: Path, store: Path | str, **kwargs: Any) -> EmbedConfig:
     kwargs.setdefault("text", "{name}. {tags}. {summary}")
-    return embed(EmbedConfig(source=SourceSpec(path=str(source)), store=str(store), **kwargs))
+    return EmbedConfig(source=SourceSpec(path=str(source)), store=str(store), **kwargs)
 
 
-def stored_rows(store: Path, name: str = "item_text") -> dict[object, tuple[str, list[float] | None, str | None]]:
+def run(source: Path, store: Path | str, **kwargs: Any):
+    return embed(config(source, store, **kwargs))
+
+
+def stored_rows(store: Path | str, name: str = "item_text") -> dict[object, tuple[str, list[float] | None, str | None]]:
     """Every row of every committed part, by id; fails on an id stored twice."""
     rows: dict[object, tuple[str, list[float] | None, str | None]] = {}
-    feature_set = open_store(store).feature_set(name)
+    feature_set = open_store(str(store)).feature_set(name)
     for path in feature_set.part_paths():
         for r in pq.read_table(path).to_pylist():
             assert r["id"] not in rows, f"id {r['id']} stored twice"
@@ -91,7 +113,7 @@ def stored_rows(store: Path, name: str = "item_text") -> dict[object, tuple[str,
     return rows
 
 
-def assert_same_store(a: Path, b: Path, atol: float = 0.0) -> None:
+def assert_same_store(a: Path | str, b: Path | str, atol: float = 0.0) -> None:
     left, right = stored_rows(a), stored_rows(b)
     assert sorted(left) == sorted(right)
     for key, (digest, vector, error) in left.items():
@@ -189,6 +211,7 @@ def test_an_encoder_broken_on_the_workers_is_one_line(mixed: Path, tmp_path: Pat
     (["--workers", "2"], "--workers only apply to --engine ray"),
     (["--engine", "ray", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["--engine", "ray", "--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
+    (["--engine", "ray", "--gpus-per-worker", "1.5"], "--gpus-per-worker above 1 must be a whole number of GPUs"),
     (["--engine", "ray", "--ray-address", "head"], "--ray-address must be auto, ray://HOST:PORT or HOST:PORT"),
     (["--engine", "ray", "--batch-api"], "--batch-api does not run on --engine ray"),
 ])
@@ -205,3 +228,17 @@ def test_without_ray_the_cli_says_how_to_install_it(catalogue: Path, tmp_path: P
     assert result.exit_code == 1
     assert result.output.strip() == ("error: --engine ray needs Ray Data, which is not installed (ray); install it "
                                      "with pip install 'featctl[ray]', or use --engine local")
+
+
+@pytest.mark.parametrize("options, missing, hint", [
+    ({"gpus_per_worker": 1}, "1 GPU (it has 0)", "drop --gpus-per-worker (this cluster has no GPU)"),
+    ({"workers": 3}, "3 CPU (it has 2)", "pass --workers 2 or fewer"),
+])
+def test_a_pool_the_cluster_cannot_run_fails_fast_in_one_line(mixed: Path, tmp_path: Path, options: dict[str, Any],
+                                                             missing: str, hint: str) -> None:
+    with deadline(60), pytest.raises(RayResourcesError) as caught:
+        run(mixed, tmp_path / "s", encoder="hash:x", engine="ray", **options)
+    message = str(caught.value)
+    assert missing in message and hint in message and "\n" not in message, message
+    assert not (tmp_path / "s" / "manifest.json").exists()
+    assert run(mixed, tmp_path / "s", encoder="hash:x", engine="ray").encoded == 28  # nothing left locked
