@@ -141,6 +141,16 @@ class RayResourcesError(RayEngineError):
                          f"wait for them forever; {hint}, or point --ray-address at a larger cluster")
 
 
+class WorkerRecipeError(RayEngineError):
+    def __init__(self, host: str, driver: dict[str, object], worker: dict[str, object]) -> None:
+        keys = sorted(set(driver) | set(worker), key=str)
+        what = "; ".join(f"{k}: {driver.get(k)!r} on the driver, {worker.get(k)!r} on the worker"
+                         for k in keys if driver.get(k) != worker.get(k))
+        super().__init__(f"an encoder worker on {host} built a different encoder than the driver ({what}); "
+                         "nothing it would encode is stored: give every Ray node the same featctl, model "
+                         "files and options, then run again")
+
+
 class ApiKeyError(FeatctlError):
     """No API key, or an unreadable --api-key-file."""
 

@@ -35,6 +35,7 @@ from featctl.errors import (
     RayNotInstalledError,
     RayResourcesError,
     RecipeMismatchError,
+    WorkerRecipeError,
     first_line,
 )
 from featctl.pipeline.config import EmbedConfig
@@ -130,7 +131,7 @@ def _pythonpath() -> str:
 class EncodeActor:
     """One Ray actor: builds its encoder once, then turns each block of rows into a part table."""
 
-    def __init__(self, encoder_cls: type[Encoder], config: EmbedConfig,
+    def __init__(self, encoder_cls: type[Encoder], config: EmbedConfig, recipe: dict[str, Any],
                  id_type: pa.DataType, repeated: frozenset[str], stored: dict[str, np.ndarray]) -> None:
         register(parse_spec(config.encoder)[0], encoder_cls)  # a class registered at run time by the caller
         self.fatal: str | None = None  # a FeatctlError here is sent back as data: Ray keeps only its text
@@ -138,6 +139,9 @@ class EncodeActor:
             self.encoder = build_encoder(_per_worker(config))
         except FeatctlError as exc:
             self.fatal = str(exc)
+            return
+        if self.encoder.recipe != recipe:  # another model folder or featctl: its vectors would not match the hashes
+            self.fatal = str(WorkerRecipeError(socket.gethostname(), recipe, self.encoder.recipe))
             return
         self.parts = PartEncoder(self.encoder, config.dtype, id_type, repeated, Silent(), Tally())
         self.parts.cache.update(stored)
@@ -195,7 +199,7 @@ def encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer:
         dataset = ray.data.from_arrow_refs(refs).map_batches(
             EncodeActor, batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=config.gpus_per_worker or None, zero_copy_batch=True,
-            fn_constructor_args=(type(encoder), config, plan.id_type, plan.repeated, stored),
+            fn_constructor_args=(type(encoder), config, encoder.recipe, plan.id_type, plan.repeated, stored),
         )  # Ray Data's actor pools restart a dead actor and retry its block (max_restarts=-1, max_task_retries=-1)
         first = True
         results = _results(dataset)

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from featctl import EmbedConfig, SourceSpec, embed, open_store
 from featctl.cli import app
 from featctl.encoders.registry import register
-from featctl.errors import FeatctlError, RayResourcesError
+from featctl.errors import FeatctlError, RayEngineError, RayResourcesError
 from tests.conftest import REPO, HashEncoder, hash_vector, write_tsv
 
 ray = pytest.importorskip("ray")
@@ -65,7 +65,17 @@ class BrokenHash(HashEncoder):
         raise RuntimeError("CUDA out of memory")
 
 
-for _cls in (FailingHash, DyingHash, BrokenHash):
+class WorkerSideHash(HashEncoder):
+    """The hash encoder whose recipe names the model files it finds: the workers see another copy."""
+
+    prefix = "workerside"
+
+    def __init__(self, model: str, **options: object) -> None:
+        super().__init__(model, **options)
+        self.recipe = {**self.recipe, "files": os.environ.get("FEATCTL_TEST_MODEL_FILES", "driver copy")}
+
+
+for _cls in (FailingHash, DyingHash, BrokenHash, WorkerSideHash):
     register(_cls.prefix, _cls)
 
 
@@ -73,7 +83,8 @@ for _cls in (FailingHash, DyingHash, BrokenHash):
 def ray_cluster():
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+                                      "FEATCTL_TEST_MODEL_FILES": "worker copy"}})
     yield
     ray.shutdown()
 
@@ -242,3 +253,13 @@ def test_a_pool_the_cluster_cannot_run_fails_fast_in_one_line(mixed: Path, tmp_p
     assert missing in message and hint in message and "\n" not in message, message
     assert not (tmp_path / "s" / "manifest.json").exists()
     assert run(mixed, tmp_path / "s", encoder="hash:x", engine="ray").encoded == 28  # nothing left locked
+
+
+def test_a_worker_with_another_recipe_stops_the_run_before_anything_is_stored(mixed: Path, tmp_path: Path) -> None:
+    assert "FEATCTL_TEST_MODEL_FILES" not in os.environ  # only the workers see the other copy
+    with deadline(120), pytest.raises(RayEngineError) as caught:
+        run(mixed, tmp_path / "s", encoder="workerside:x", engine="ray", workers=2, part_rows=7)
+    message = str(caught.value)
+    assert "files: 'driver copy' on the driver, 'worker copy' on the worker" in message, message
+    assert "\n" not in message
+    assert not (tmp_path / "s" / "manifest.json").exists()
