@@ -10,7 +10,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from featctl.cli import app
 from featctl.cli.common import JsonOption, LockTimeoutOption, StoreOption, console, err_console, print_json
-from featctl.errors import FeatctlError
 from featctl.pipeline.batch_api import embed_batch
 from featctl.pipeline.config import DEFAULT_ENCODER, EmbedConfig, EmbedResult
 from featctl.pipeline.estimate import Estimate, estimate
@@ -117,8 +116,6 @@ def embed(
         on_duplicate=on_duplicate, part_rows=part_rows, replace=replace, lock_timeout=lock_timeout,
         engine=engine, ray_address=ray_address, workers=workers, gpus_per_worker=gpus_per_worker,
     )
-    if batch_api and config.engine == "ray":
-        raise FeatctlError("--batch-api does not run on --engine ray: OpenAI's servers do the work; leave one out")
     if dry_run:
         plan = estimate(config, batch_api=batch_api)
         print_json(plan.to_dict()) if json else console.print(estimate_text(plan), soft_wrap=True)

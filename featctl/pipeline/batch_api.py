@@ -42,6 +42,7 @@ DONE = ("completed", "failed", "expired", "cancelled")
 def embed_batch(config: EmbedConfig, *, wait: bool = True, poll_seconds: float = 30.0,
                 progress: Progress | None = None, sleep: Callable[[float], None] = time.sleep) -> EmbedResult:
     """Submit what the store lacks as batches, then (with ``wait``) poll and commit their results."""
+    config.check_batch_api()
     started = time.perf_counter()
     progress = progress or Silent()
     job = prepare(config)

@@ -81,6 +81,11 @@ class EmbedConfig:
                 and not _HOST_PORT.match(address):
             raise FeatctlError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got '{address}'")
 
+    def check_batch_api(self) -> None:
+        """Refuse --batch-api where it cannot run: OpenAI's servers encode, so there is no Ray pool to use."""
+        if self.engine == "ray":
+            raise FeatctlError("--batch-api does not run on --engine ray: OpenAI's servers do the work; leave one out")
+
     @property
     def set_name(self) -> str:
         return self.name or f"{self.entity}_{'image' if self.image is not None else 'text'}"

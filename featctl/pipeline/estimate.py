@@ -45,6 +45,8 @@ class Estimate:
 
 def estimate(config: EmbedConfig, *, batch_api: bool = False) -> Estimate:
     """Count what :func:`featctl.pipeline.runner.embed` would send for ``config``."""
+    if batch_api:
+        config.check_batch_api()
     job = prepare(config)
     plan, _, _ = plan_against(job, job.store.load_manifest()["sets"].get(job.name))
     pending = set().union(*(b.digests() for b in pending_batches(job.store.root, job.name)

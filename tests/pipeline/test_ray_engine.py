@@ -23,6 +23,8 @@ from featctl import EmbedConfig, SourceSpec, embed, open_store
 from featctl.cli import app
 from featctl.encoders.registry import register
 from featctl.errors import FeatctlError, RayEngineError, RayResourcesError
+from featctl.pipeline.batch_api import embed_batch
+from featctl.pipeline.estimate import estimate
 from tests.conftest import REPO, HashEncoder, hash_vector, write_tsv
 
 ray = pytest.importorskip("ray")
@@ -239,6 +241,14 @@ def test_without_ray_the_cli_says_how_to_install_it(catalogue: Path, tmp_path: P
     assert result.exit_code == 1
     assert result.output.strip() == ("error: --engine ray needs Ray Data, which is not installed (ray); install it "
                                      "with pip install 'featctl[ray]', or use --engine local")
+
+
+def test_the_library_refuses_the_batch_api_on_ray(catalogue: Path, tmp_path: Path) -> None:
+    on_ray = config(catalogue, tmp_path / "s", encoder="openai:text-embedding-3-small", engine="ray")
+    for call in (lambda: embed_batch(on_ray), lambda: estimate(on_ray, batch_api=True)):
+        with pytest.raises(FeatctlError, match="^--batch-api does not run on --engine ray"):
+            call()
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize("options, missing, hint", [
