@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -25,7 +24,8 @@ from featctl.encoders.registry import register
 from featctl.errors import FeatctlError, RayEngineError, RayResourcesError
 from featctl.pipeline.batch_api import embed_batch
 from featctl.pipeline.estimate import estimate
-from tests.conftest import REPO, HashEncoder, hash_vector, write_tsv
+from featctl.stores import fs
+from tests.conftest import OPENAI_KEY, REPO, HashEncoder, hash_vector, write_tsv
 
 ray = pytest.importorskip("ray")
 cli = CliRunner()
@@ -120,7 +120,7 @@ def stored_rows(store: Path | str, name: str = "item_text") -> dict[object, tupl
     rows: dict[object, tuple[str, list[float] | None, str | None]] = {}
     feature_set = open_store(str(store)).feature_set(name)
     for path in feature_set.part_paths():
-        for r in pq.read_table(path).to_pylist():
+        for r in fs.read_table(path).to_pylist():
             assert r["id"] not in rows, f"id {r['id']} stored twice"
             rows[r["id"]] = (r["content_hash"], r["vector"], r["error"])
     return rows
@@ -153,7 +153,9 @@ def test_store_equals_local_with_failures_and_rerun_encodes_nothing(mixed: Path,
     assert (on_ray.rows, on_ray.encoded, on_ray.failed, on_ray.parts_written) == (30, 25, 5, 5)
     assert on_ray.failures == local.failures == {"encoder error: cannot encode a text with 'BAD'": 3,
                                                  "empty text": 2}
-    assert on_ray.encoded == local.encoded and on_ray.reused + on_ray.texts_encoded >= local.texts_encoded
+    # no text repeats, so nothing is copied; the 25 good texts and the 3 refused ones are each sent once
+    assert (local.encoded, local.reused, local.texts_encoded) == (on_ray.encoded, on_ray.reused,
+                                                                 on_ray.texts_encoded) == (25, 0, 28)
     manifest = open_store(tmp_path / "ray").load_manifest()["sets"]["item_text"]
     expected = open_store(tmp_path / "local").load_manifest()["sets"]["item_text"]
     assert {k: v for k, v in manifest.items() if k not in ("parts", "created_at", "updated_at", "next_part")} == \
@@ -273,3 +275,35 @@ def test_a_worker_with_another_recipe_stops_the_run_before_anything_is_stored(mi
     assert "files: 'driver copy' on the driver, 'worker copy' on the worker" in message, message
     assert "\n" not in message
     assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_openai_on_ray_stores_and_bills_what_the_local_engine_does(server, tmp_path: Path) -> None:
+    texts = [f"catalogue entry {i}: {'a heist in space' if i % 3 else 'a quiet cooking drama'}" for i in range(40)]
+    source = write_tsv(tmp_path / "items.tsv", ["id", "text"], [[i + 1, t] for i, t in enumerate(texts)])
+    key = tmp_path / "key"
+    key.write_text(OPENAI_KEY)  # the workers are other processes: the key and server go in options
+    options = {"base_url": server.base_url, "api_key_file": str(key), "dimensions": 32, "max_inputs": 5}
+    common: dict[str, Any] = {"text": "{text}", "encoder": "openai:text-embedding-3-small",
+                              "encoder_options": options, "part_rows": 10}
+    local = run(source, tmp_path / "local", **common)
+    assert sorted(server.embedded) == sorted(texts)
+    server.reset()
+    on_ray = run(source, tmp_path / "ray", engine="ray", workers=2, **common)
+    assert sorted(server.embedded) == sorted(texts)  # each text sent once, by one worker
+    assert_same_store(tmp_path / "local", tmp_path / "ray")
+    assert sorted(stored_rows(tmp_path / "ray")) == list(range(1, 41))
+    assert (on_ray.rows, on_ray.encoded, on_ray.reused, on_ray.texts_encoded, on_ray.failed) == (40, 40, 0, 40, 0)
+    assert on_ray.usage == local.usage and on_ray.usage["requests"] == 8 and on_ray.usage["tokens"] > 0
+
+
+def test_an_s3_store_on_ray_equals_the_local_engine_and_a_rerun_encodes_nothing(mixed: Path, tmp_path: Path,
+                                                                                bucket: str) -> None:
+    uri = f"s3://{bucket}/store"
+    local = run(mixed, tmp_path / "local", encoder="hash:x", part_rows=7)
+    on_ray = run(mixed, uri, encoder="hash:x", part_rows=7, engine="ray", workers=2)
+    assert_same_store(tmp_path / "local", uri)
+    assert (on_ray.rows, on_ray.encoded, on_ray.reused, on_ray.texts_encoded, on_ray.failed, on_ray.parts_written) \
+        == (local.rows, local.encoded, local.reused, local.texts_encoded, local.failed, local.parts_written) \
+        == (30, 28, 0, 28, 2, 5)
+    again = run(mixed, uri, encoder="hash:x", part_rows=7, engine="ray", workers=2)
+    assert (again.encoded, again.texts_encoded, again.skipped, again.failed, again.parts_written) == (0, 0, 30, 0, 0)
