@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from featctl import EmbedConfig, SourceSpec, compact, embed, open_store
 from featctl.encoders.registry import register
 from featctl.encoders.sentence_transformers import SentenceTransformerEncoder
-from featctl.errors import DuplicateIdError, IdTypeError, RecipeMismatchError, SourceFormatError
+from featctl.errors import DuplicateIdError, IdTypeError, RayEngineError, RecipeMismatchError, SourceFormatError
 from tests.conftest import CATALOGUE, read_manifest, store_snapshot, write_tsv
 
 TEMPLATE = "{name}. {tags}. {summary}"
@@ -195,3 +196,15 @@ def test_compact_keeps_latest_rows_and_failures(tmp_path: Path, store: Path) -> 
     assert after.to_arrow(include_failed=True).sort_by("id").equals(before.sort_by("id"))
     assert after.verify() == [] and len(list(Path(after.folder).iterdir())) == 1
     assert run(source, store, text="{summary}", dtype="float16").encoded == 0
+
+
+def test_an_unreachable_ray_address_fails_before_the_source_is_read_or_the_store_locked(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = EmbedConfig(source=SourceSpec(path=str(tmp_path / "missing.tsv")), store=str(tmp_path / "s"),
+                         engine="ray", ray_address=f"127.0.0.1:{port}")
+    with pytest.raises(RayEngineError, match=f"^cannot start or reach the Ray cluster at 127.0.0.1:{port} "):
+        embed(config)  # not "file not found": Ray is reached first, so a wrong address fails at once
+    assert not (tmp_path / "s").exists()
