@@ -94,20 +94,24 @@ def session(config: EmbedConfig) -> Iterator[None]:
     ray = require_ray()
     started = connect(config)
     try:
-        check_resources(config.workers or 1, config.gpus_per_worker or 0.0)
+        check_resources(config.workers or 1, config.gpus_per_worker or 0.0, config.ray_address is None)
         yield
     finally:
         if started:
             ray.shutdown()
 
 
-def check_resources(workers: int, gpus_per_worker: float) -> None:
-    """Refuse a pool the cluster cannot schedule: Ray Data would only log a warning and wait forever."""
+def check_resources(workers: int, gpus_per_worker: float, local: bool) -> None:
+    """Refuse a pool a local Ray cannot schedule: Ray Data would only log a warning and wait forever. A
+    remote cluster may have an autoscaler that adds the nodes, so there it is a warning."""
     ray = require_ray()
     need = {"CPU": float(workers * ACTOR_CPUS), "GPU": workers * gpus_per_worker}
     have = {k: float(v) for k, v in ray.cluster_resources().items() if k in need}
     if any(need[k] > have.get(k, 0.0) + 1e-9 for k in need):
-        raise RayResourcesError(workers, gpus_per_worker, need, have)
+        error = RayResourcesError(workers, gpus_per_worker, need, have)
+        if local:
+            raise error
+        log.warning("%s (waiting: an autoscaler may add them)", error)
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -195,7 +199,7 @@ def encode_and_commit(rows: Iterator[Row], plan: Plan, encoder: Encoder, writer:
             context = ray.data.DataContext.get_current()
             context.enable_progress_bars = context.print_on_execution_start = False
         workers = min(config.workers or 1, len(refs))  # an actor without a part would only load a model
-        check_resources(workers, config.gpus_per_worker or 0.0)
+        check_resources(workers, config.gpus_per_worker or 0.0, config.ray_address is None)
         dataset = ray.data.from_arrow_refs(refs).map_batches(
             EncodeActor, batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=workers),
             num_gpus=config.gpus_per_worker or None, zero_copy_batch=True,
