@@ -92,8 +92,8 @@ def embed(
     replace: bool = typer.Option(False, "--replace", help="Rebuild the set even if its recipe changed."),
     engine: str = typer.Option("local", "--engine", help="local|ray: encode in this process, or on Ray Data "
                                "(pip install 'featctl[ray]')."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: auto|ray://HOST:10001 "
-                                              "(default: start a local Ray)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray: auto|HOST:6379, a cluster this "
+                                              "machine can join (default: start a local Ray)."),
     workers: Optional[int] = typer.Option(None, "--workers", help="ray: encoder actors, each loads the model "
                                           "once (default 1)."),
     gpus_per_worker: Optional[float] = typer.Option(None, "--gpus-per-worker", help="ray: GPUs per actor "

@@ -40,7 +40,7 @@ class EmbedConfig:
     replace: bool = False
     lock_timeout: float = 60.0
     engine: str = "local"              # where encoding runs: this process, or a Ray cluster (Ray Data)
-    ray_address: str | None = None     # None: start a local Ray; "auto" or "ray://host:port": connect
+    ray_address: str | None = None     # None: start a local Ray; "auto" or "host:port": join that cluster
     workers: int | None = None         # Ray: encoder actors (default 1)
     gpus_per_worker: float | None = None  # Ray: GPUs each actor reserves (default 0)
 
@@ -77,9 +77,14 @@ class EmbedConfig:
             raise FeatctlError(f"--gpus-per-worker above 1 must be a whole number of GPUs, got {gpus:g}; Ray gives "
                                "an actor 1, 2, … GPUs or a fraction of one (0.5 shares a GPU between two workers)")
         address = self.ray_address
-        if address is not None and address != "auto" and not address.startswith("ray://") \
-                and not _HOST_PORT.match(address):
-            raise FeatctlError(f"--ray-address must be auto, ray://HOST:PORT or HOST:PORT, got '{address}'")
+        if address is not None and address.startswith("ray://"):
+            # Ray Data's executor needs a core worker in the driver, which Ray Client does not have
+            # (ray-project/ray#42739, #48682): the driver has to run on the cluster.
+            raise FeatctlError(f"--ray-address {address}: Ray Data does not run over Ray Client (ray://); run featctl "
+                               "on the cluster with --ray-address auto, e.g. ray job submit --address "
+                               "http://HEAD:8265 -- featctl embed ... --engine ray --ray-address auto")
+        if address is not None and address != "auto" and not _HOST_PORT.match(address):
+            raise FeatctlError(f"--ray-address must be auto or HOST:PORT (the head's GCS port), got '{address}'")
 
     def check_batch_api(self) -> None:
         """Refuse --batch-api where it cannot run: OpenAI's servers encode, so there is no Ray pool to use."""

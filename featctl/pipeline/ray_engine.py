@@ -115,10 +115,10 @@ def check_resources(workers: int, gpus_per_worker: float, local: bool) -> None:
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Raise OSError if ``ray://HOST:PORT`` or ``HOST:PORT`` does not accept a connection (``auto`` is not checked)."""
+    """Raise OSError if ``HOST:PORT`` does not accept a connection (``auto`` is not checked)."""
     if address == "auto":
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    host, _, port = address.rpartition(":")
     with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
         pass
 

@@ -227,7 +227,8 @@ def test_an_encoder_broken_on_the_workers_is_one_line(mixed: Path, tmp_path: Pat
     (["--engine", "ray", "--workers", "0"], "--workers must be at least 1, got 0"),
     (["--engine", "ray", "--gpus-per-worker", "-1"], "--gpus-per-worker must be >= 0"),
     (["--engine", "ray", "--gpus-per-worker", "1.5"], "--gpus-per-worker above 1 must be a whole number of GPUs"),
-    (["--engine", "ray", "--ray-address", "head"], "--ray-address must be auto, ray://HOST:PORT or HOST:PORT"),
+    (["--engine", "ray", "--ray-address", "head"], "--ray-address must be auto or HOST:PORT"),
+    (["--engine", "ray", "--ray-address", "ray://head:10001"], "Ray Data does not run over Ray Client (ray://)"),
     (["--engine", "ray", "--batch-api"], "--batch-api does not run on --engine ray"),
 ])
 def test_bad_options_are_one_line(catalogue: Path, tmp_path: Path, args: list[str], message: str) -> None:
