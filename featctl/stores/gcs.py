@@ -19,6 +19,7 @@ from featctl.stores import fs
 from featctl.stores.conditional import PreconditionFailed
 
 _TIMEOUT = 60.0
+_CHECK_SECONDS = 10.0  # how long the bucket check retries an unreachable server before its one line
 
 
 def _api() -> Any:
@@ -80,9 +81,11 @@ def check_bucket(root: str) -> None:
 
 @functools.lru_cache(maxsize=64)
 def _check_bucket(root: str, env: tuple[str | None, ...]) -> None:
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
     bucket, _ = fs.bucket_and_key(root)
     try:
-        found = _client(env).lookup_bucket(bucket, timeout=_TIMEOUT)
+        found = _client(env).lookup_bucket(bucket, timeout=_TIMEOUT, retry=DEFAULT_RETRY.with_timeout(_CHECK_SECONDS))
     except StoreError:
         raise
     except Exception as exc:
@@ -97,6 +100,9 @@ def get(path: str) -> tuple[bytes | None, str | None]:
     blob = _blob(path)
     try:
         data = blob.download_as_bytes(timeout=_TIMEOUT)
+        if blob.generation is None:  # a server that sent no x-goog-generation: the data at a known one
+            blob.reload(timeout=_TIMEOUT)
+            data = blob.download_as_bytes(timeout=_TIMEOUT, if_generation_match=blob.generation)
     except errors.NotFound:
         return None, None
     except Exception as exc:
