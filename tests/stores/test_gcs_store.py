@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,24 @@ def test_bad_gcs_stores_get_one_line_and_change_nothing(gcs: Any, bucket: str,
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", "/nonexistent")
     refused(f"gs://{bucket}/x", "no credentials", "GOOGLE_APPLICATION_CREDENTIALS")
     assert keys(gcs, bucket) == []
+
+
+def test_the_next_writer_removes_exactly_the_part_a_crashed_writer_left_uncommitted(
+        gcs: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEATCTL_LEASE_SECONDS", "1")
+    store = open_store(f"gs://{bucket}/x")
+    with store.writer() as writer:
+        writer.commit("a", ENTRY, [table([1])])
+    for key in ("x/features/a/notes.txt", "x/elsewhere/part-000009.parquet"):
+        gcs.bucket(bucket).blob(key).upload_from_string(b"not featctl's")
+    before = keys(gcs, bucket, "x/")
+    crashed = store.writer().__enter__()
+    crashed._write_part(f"gs://{bucket}/x/features/a", 2, table([2]))  # uploaded; then killed before the commit
+    crashed._lock._stop.set()  # its renewals die with it; the lease is never released
+    orphan = sorted(set(keys(gcs, bucket, "x/")) - set(before) - {"x/.lock"})
+    assert len(orphan) == 1 and orphan[0].startswith("x/features/a/part-000002-")
+    time.sleep(2.2)  # past twice the lease: the part can no longer belong to a live writer
+    with store.writer(lock_timeout=5):
+        pass
+    assert keys(gcs, bucket, "x/") == before
+    assert open_store(f"gs://{bucket}/x").feature_set("a").verify() == []
