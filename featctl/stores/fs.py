@@ -4,7 +4,8 @@ Paths stay plain strings everywhere. A local path (or ``file://`` URI) goes thro
 before, so local stores keep fsync + rename and the ``flock`` writer lock. A URI such as
 ``s3://bucket/prefix`` or ``gs://bucket/prefix`` is resolved with ``pyarrow.fs.FileSystem.from_uri``;
 query parameters (``?endpoint_override=host:port&scheme=http``) stay at the end of every joined path,
-and the filesystem is built once per bucket and query. Object writes are single PUTs: an object
+and the filesystem is built once per bucket and query. With ``STORAGE_EMULATOR_HOST`` set, ``gs://``
+goes to that emulator, anonymously. Object writes are single PUTs: an object
 appears whole or not at all, so no temporary name is needed.
 """
 
@@ -16,6 +17,7 @@ import logging
 import os
 import posixpath
 import shutil
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -30,7 +32,8 @@ log = logging.getLogger(__name__)
 KNOWN_SCHEMES = ("s3", "gs", "gcs")
 # Settings that change which endpoint or identity a client talks to: clients are cached per their values.
 _ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_REGION",
-        "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS")
+        "AWS_DEFAULT_REGION", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "GOOGLE_APPLICATION_CREDENTIALS",
+        "GOOGLE_CLOUD_PROJECT", "STORAGE_EMULATOR_HOST")
 
 
 def env_key() -> tuple[str | None, ...]:
@@ -98,10 +101,20 @@ def query(path: str) -> dict[str, str]:
     return dict(parse_qsl(_split(path)[1]))
 
 
+def _emulated_gcs(prefix: str) -> pafs.FileSystem | None:
+    """An anonymous GcsFileSystem on ``STORAGE_EMULATOR_HOST`` for a ``gs://`` prefix naming no endpoint."""
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if scheme(prefix) not in ("gs", "gcs") or not emulator or "endpoint_override" in query(prefix):
+        return None
+    parts = urlsplit(emulator if "://" in emulator else f"http://{emulator}")
+    return pafs.GcsFileSystem(endpoint_override=parts.netloc, scheme=parts.scheme or "http", anonymous=True,
+                              retry_time_limit=timedelta(seconds=30))
+
+
 @functools.lru_cache(maxsize=32)
 def _filesystem(prefix: str, env: tuple[str | None, ...]) -> pafs.FileSystem:
     try:
-        return pafs.FileSystem.from_uri(prefix)[0]
+        return _emulated_gcs(prefix) or pafs.FileSystem.from_uri(prefix)[0]
     except (pa.ArrowInvalid, OSError, ValueError) as exc:
         raise StoreError(f"cannot open the object store for {display(prefix)}: {exc}") from None
 
@@ -124,11 +137,11 @@ def remote_error(exc: OSError, path: str) -> StoreError:
     return StoreError(f"object store error on {display(path)}: {text}; check the endpoint, network and credentials")
 
 
-def _infos(path: str, selector: bool) -> list[pafs.FileInfo]:
+def _infos(path: str, selector: bool, recursive: bool = False) -> list[pafs.FileInfo]:
     fs, key = resolve(path)
     try:
         if selector:
-            return fs.get_file_info(pafs.FileSelector(key, allow_not_found=True))
+            return fs.get_file_info(pafs.FileSelector(key, allow_not_found=True, recursive=recursive))
         return [fs.get_file_info(key)]
     except FileNotFoundError:
         return []
@@ -157,6 +170,12 @@ def listdir(path: str) -> list[str]:
     """Names directly under ``path``; an empty list where there is nothing."""
     if not is_remote(path):
         return os.listdir(path) if os.path.isdir(path) else []
+    if scheme(path) in ("gs", "gcs"):
+        # pyarrow's GCS listing reports no "folders" (prefixes) unless marker objects exist: take the
+        # first name under ``path`` of every object below it.
+        _, key = resolve(path)
+        infos = _infos(path, selector=True, recursive=True)
+        return sorted({i.path[len(key):].lstrip("/").split("/", 1)[0] for i in infos} - {""})
     return [posixpath.basename(i.path) for i in _infos(path, selector=True)]
 
 
@@ -249,6 +268,14 @@ def read_table(path: str, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(path, columns=columns)
     fs, key = resolve(path)
     return pq.read_table(key, columns=columns, filesystem=fs)
+
+
+def parquet_file(path: str) -> pq.ParquetFile:
+    """A Parquet file or object opened for reading, through the store's filesystem (never a bare URI)."""
+    if not is_remote(path):
+        return pq.ParquetFile(path)
+    fs, key = resolve(path)
+    return pq.ParquetFile(fs.open_input_file(key))
 
 
 def parquet_rows(path: str) -> int:

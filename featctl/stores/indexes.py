@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featctl.errors import ConcurrentCommitError, StoreError
-from featctl.stores import fs, s3
+from featctl.stores import conditional, fs
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import fsync_dir, write_json_atomic
 
@@ -145,17 +145,16 @@ def _save_remote(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Arr
                  check: Callable[[], None] | None) -> int:
     """Upload a new generation, then ``index.json`` naming it, then drop all but it and the one before.
 
-    ``index.json`` is replaced with ``If-Match`` on the ETag it had before the upload, after ``check``
-    (the writer's lease) passed, so a writer that lost its lease, or another index writer, cannot
-    swap in its generation. The previous generation is kept for readers that loaded its ``index.json``.
+    ``index.json`` is replaced only if it still has the version (ETag, generation) it had before the
+    upload, after ``check`` (the writer's lease) passed, so a writer that lost its lease, or another
+    index writer, cannot swap in its generation. The previous generation is kept for readers that
+    loaded its ``index.json``.
     """
     import faiss
 
     folder = index_folder(root, name)
     meta = fs.join(folder, "index.json")
-    if fs.scheme(root) != "s3":
-        raise StoreError(f"cannot write indexes to {fs.display(root)}: object stores are written only on s3://")
-    current, etag = s3.get(meta)
+    current, etag = conditional.get(meta)
     keep = set(_generation(current).values())
     token = secrets.token_hex(4)
     files = {"index": f"index-{token}.faiss", "ids": f"ids-{token}.parquet"}
@@ -168,8 +167,8 @@ def _save_remote(root: str, name: str, index: Any, ids: pa.Array, hashes: pa.Arr
             check()
         text = json.dumps({**info, "bytes": len(data), "files": files}, indent=2, sort_keys=True, ensure_ascii=False)
         try:
-            s3.put(meta, (text + "\n").encode("utf-8"), etag)
-        except s3.PreconditionFailed:
+            conditional.put(meta, (text + "\n").encode("utf-8"), etag)
+        except conditional.PreconditionFailed:
             raise ConcurrentCommitError(fs.display(meta)) from None
         keep |= set(files.values())
         for old in fs.listdir(folder):

@@ -1,6 +1,8 @@
 """One writer at a time on an object store: a lease object ``<store>/.lock`` with an expiry.
 
-Protocol (S3 conditional writes, which AWS S3, MinIO and moto support):
+Protocol (conditional writes through :mod:`featctl.stores.conditional`: S3 ``If-Match`` /
+``If-None-Match: *`` on ETags, which AWS S3, MinIO and moto support; GCS ``ifGenerationMatch`` on
+generations, ``0`` for create). Below, "ETag" means either version:
 
 - **acquire**: ``PUT .lock`` with ``If-None-Match: *`` holding ``{"holder", "pid", "host", "since",
   "expires_at"}``. Exactly one of several racing writers gets a 200; the others get 412.
@@ -10,7 +12,7 @@ Protocol (S3 conditional writes, which AWS S3, MinIO and moto support):
   stale lease only one wins.
 - **renew**: a thread re-PUTs the lease with ``If-Match`` on its own ETag every ``ttl / 3`` seconds.
   A renewal that fails (the lease was taken over after this process stalled past its expiry) marks
-  the lease lost, and :meth:`S3Lease.check` makes the next commit fail instead of writing.
+  the lease lost, and :meth:`ObjectLease.check` makes the next commit fail instead of writing.
 - **release**: ``DELETE .lock`` with ``If-Match`` on its own ETag; a lease already taken over is left alone.
 
 A crashed writer's lease expires after ``ttl`` seconds (``FEATCTL_LEASE_SECONDS``, default 60), so
@@ -33,7 +35,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from featctl.errors import LeaseLostError, LockTimeoutError, StoreError
-from featctl.stores import fs, s3
+from featctl.stores import conditional, fs
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,8 @@ def lease_seconds() -> float:
         raise StoreError("FEATCTL_LEASE_SECONDS must be a number of seconds") from None
 
 
-class S3Lease:
-    """The writer lock of an ``s3://`` store; same interface as :class:`~featctl.stores.lock.StoreLock`."""
+class ObjectLease:
+    """The writer lock of an object store; same interface as :class:`~featctl.stores.lock.StoreLock`."""
 
     def __init__(self, path: str, timeout: float, ttl: float | None = None) -> None:
         self.path = path
@@ -72,17 +74,17 @@ class S3Lease:
         deadline = time.monotonic() + self.timeout
         waited = False
         while True:
-            current, etag = s3.get(self.path)
+            current, etag = conditional.get(self.path)
             info = _parse(current) if current is not None else {}
             try:
                 if current is None:
-                    self._etag = s3.put(self.path, self._body(), None)
+                    self._etag = conditional.put(self.path, self._body(), None)
                     break
                 if _expires_at(info) < time.time():
                     log.warning("taking over the expired lease of %s", _holder(info))
-                    self._etag = s3.put(self.path, self._body(), etag)
+                    self._etag = conditional.put(self.path, self._body(), etag)
                     break
-            except s3.PreconditionFailed:
+            except conditional.PreconditionFailed:
                 pass  # another writer moved first: look again, after the deadline check and a pause
             if time.monotonic() >= deadline:
                 raise LockTimeoutError(fs.display(self.path.rsplit("/", 1)[0]), self.timeout, _holder(info))
@@ -102,8 +104,8 @@ class S3Lease:
                 if self._etag is None:
                     return
                 try:
-                    self._etag = s3.put(self.path, self._body(since), self._etag)
-                except s3.PreconditionFailed:
+                    self._etag = conditional.put(self.path, self._body(since), self._etag)
+                except conditional.PreconditionFailed:
                     log.error("lost the lease on %s to another writer", fs.display(self.path))
                     self._lost = True
                     return
@@ -115,7 +117,7 @@ class S3Lease:
         with self._guard:  # not while a renewal is between its PUT and recording the new ETag
             if self._lost:
                 raise LeaseLostError(fs.display(self.path))
-            current, etag = s3.get(self.path)
+            current, etag = conditional.get(self.path)
             if current is None or etag != self._etag:
                 self._lost = True
                 raise LeaseLostError(fs.display(self.path))
@@ -128,18 +130,21 @@ class S3Lease:
         with self._guard:
             if self._etag is not None and not self._lost:
                 try:
-                    s3.delete(self.path, self._etag)
+                    conditional.delete(self.path, self._etag)
                 except StoreError as exc:
                     log.warning("could not release the lease on %s (%s); it expires in %gs",
                                 fs.display(self.path), exc, self.ttl)
             self._etag = None
 
-    def __enter__(self) -> S3Lease:
+    def __enter__(self) -> ObjectLease:
         self.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+S3Lease = ObjectLease  # the name it had while only s3:// stores were writable
 
 
 def _parse(data: bytes) -> dict[str, Any]:

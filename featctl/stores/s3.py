@@ -1,5 +1,7 @@
 """Conditional writes on S3 (and S3-compatible servers), the one thing pyarrow's S3FileSystem lacks.
 
+The S3 backend of :mod:`featctl.stores.conditional`; versions are ETags.
+
 pyarrow reads and writes every object of an ``s3://`` store; boto3 does only what needs an ETag:
 reading the manifest with its ETag, replacing it with ``If-Match`` (or creating it with
 ``If-None-Match: *``), and the lease object behind the writer lock (see :mod:`featctl.stores.lease`).
@@ -16,12 +18,9 @@ from typing import Any
 
 from featctl.errors import StoreError
 from featctl.stores import fs
+from featctl.stores.conditional import PreconditionFailed
 
 log = logging.getLogger(__name__)
-
-
-class PreconditionFailed(Exception):
-    """A conditional write lost: the object changed (or appeared) since it was read."""
 
 
 def _botocore() -> Any:
@@ -116,10 +115,8 @@ def get(path: str) -> tuple[bytes | None, str | None]:
 def put(path: str, data: bytes, etag: str | None) -> str:
     """Write ``path`` only if it still has ``etag`` (``None``: only if it does not exist); the new ETag.
 
-    Raises :class:`PreconditionFailed` when another writer got there first. boto3 retries a PUT whose
-    response was lost, and the retry of one that did land fails its condition: so a failed condition
-    on an object that now holds exactly ``data`` (which names this writer) is this write, and its ETag
-    is returned.
+    Raises :class:`PreconditionFailed` when the condition fails; :func:`featctl.stores.conditional.put`
+    adopts a retried PUT (boto3 retries one whose response was lost) that had landed.
     """
     bucket, key = fs.bucket_and_key(path)
     condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
@@ -131,11 +128,6 @@ def put(path: str, data: bytes, etag: str | None) -> str:
         # 412 when the condition fails; 409 when two conditional writes race; NoSuchKey for If-Match on
         # an object that was deleted in between.
         if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "412", "409"):
-            current, landed = get(path)
-            if current == data and landed:
-                log.info("%s already holds this write (a retried PUT whose first response was lost)",
-                         fs.display(path))
-                return landed
             raise PreconditionFailed(fs.display(path)) from None
         raise describe(exc, path) from None
     except errors.BotoCoreError as exc:

@@ -4,12 +4,13 @@ Readers trust only the manifest; a part on disk that the manifest does not list 
 writing a part and committing the manifest) is invisible, and the next writer deletes it.
 
 The root may be a local folder or an object-store URI (:mod:`featctl.stores.fs`). Locally the
-manifest is replaced by write, fsync, rename under an ``flock``. On ``s3://`` the writer holds a
-lease (:mod:`featctl.stores.lease`) and replaces the manifest with a conditional PUT: ``If-Match``
-on the ETag it read when it started (``If-None-Match: *`` for a new store). A manifest committed by
+manifest is replaced by write, fsync, rename under an ``flock``. On ``s3://`` and ``gs://`` the
+writer holds a lease (:mod:`featctl.stores.lease`) and replaces the manifest with a conditional
+write (:mod:`featctl.stores.conditional`): only if it still has the version (S3 ETag, GCS generation)
+it read when it started, or only if absent for a new store. A manifest committed by
 anyone else in between makes the commit fail with :class:`ConcurrentCommitError` instead of being
 overwritten. Parts on object stores carry a per-writer token in their names, so two writers can
-never overwrite each other's parts. Other object stores (``gs://``) can be read but not written.
+never overwrite each other's parts.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from featctl.errors import ConcurrentCommitError, StoreError, UnknownSetError
-from featctl.stores import fs, s3
+from featctl.stores import conditional, fs
 from featctl.stores.feature_set import FeatureSet
 from featctl.stores.files import commit_file, sha256_file, write_json_atomic
-from featctl.stores.lease import S3Lease
+from featctl.stores.lease import ObjectLease
 from featctl.stores.lock import StoreLock
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,9 @@ class Store:
         return fs.join(self.root, "manifest.json")
 
     def check(self) -> None:
-        """Fail with one line when an ``s3://`` store's bucket is missing or cannot be reached."""
-        if fs.scheme(self.root) == "s3":
-            s3.check_bucket(self.root)
+        """Fail with one line when an object store's bucket is missing or cannot be reached."""
+        if conditional.writable(self.root):
+            conditional.check_bucket(self.root)
 
     def exists(self) -> bool:
         self.check()
@@ -86,12 +87,12 @@ class Store:
         return self.load_manifest_versioned()[0]
 
     def load_manifest_versioned(self) -> tuple[dict[str, Any], str | None]:
-        """The manifest and, on ``s3://``, its ETag (``None`` when it does not exist yet)."""
+        """The manifest and, on an object store, its version (``None`` when it does not exist yet)."""
         where = fs.display(self.manifest_path)
         etag = None
-        if fs.scheme(self.root) == "s3":
+        if conditional.writable(self.root):
             self.check()
-            data, etag = s3.get(self.manifest_path)
+            data, etag = conditional.get(self.manifest_path)
         elif not self.exists():
             data = None
         else:
@@ -131,7 +132,7 @@ def open_store(path: str | os.PathLike[str] | None = None) -> Store:
 
 
 class WriterLock(Protocol):
-    """One writer at a time: :class:`StoreLock` (``flock``) locally, :class:`S3Lease` on ``s3://``."""
+    """One writer at a time: :class:`StoreLock` (``flock``) locally, :class:`ObjectLease` on object stores."""
 
     def acquire(self) -> None: ...
 
@@ -141,13 +142,10 @@ class WriterLock(Protocol):
 
 
 def _lock(root: str, timeout: float) -> WriterLock:
-    kind = fs.scheme(root)
     if not fs.is_remote(root):
         return StoreLock(os.path.join(root, ".lock"), timeout)
-    if kind != "s3":
-        raise StoreError(f"cannot write to {kind}:// stores ({fs.display(root)}): featctl writes object stores "
-                         "only through S3 conditional writes; read it, or use an s3:// store")
-    return S3Lease(fs.join(root, ".lock"), timeout)
+    conditional.backend(root)  # one line for a scheme featctl cannot write
+    return ObjectLease(fs.join(root, ".lock"), timeout)
 
 
 class StoreWriter:
@@ -282,12 +280,12 @@ class StoreWriter:
             return
         self._lock.check()
         manifest["generation"] = int(manifest.get("generation", 0)) + 1
-        if isinstance(self._lock, S3Lease):
+        if isinstance(self._lock, ObjectLease):
             manifest["writer"] = self._lock.holder
         data = (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
         try:
-            self._etag = s3.put(path, data, self._etag)
-        except s3.PreconditionFailed:
+            self._etag = conditional.put(path, data, self._etag)
+        except conditional.PreconditionFailed:
             raise ConcurrentCommitError(fs.display(path)) from None
 
     def _orphans(self) -> list[str]:
@@ -299,7 +297,7 @@ class StoreWriter:
         features = fs.join(self.store.root, "features")
         if not fs.isdir(features):
             return []
-        young = time.time() - 2 * self._lock.ttl if isinstance(self._lock, S3Lease) else None
+        young = time.time() - 2 * self._lock.ttl if isinstance(self._lock, ObjectLease) else None
         found = []
         for name in fs.listdir(features):
             listed = {p["file"] for p in self.manifest["sets"].get(name, {}).get("parts", [])}

@@ -86,14 +86,14 @@ def test_a_lease_check_during_a_renewal_is_not_a_lost_lease(
         aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from featctl.stores import lease
 
-    put = lease.s3.put
+    put = lease.conditional.put
 
     def slow_put(path: str, data: bytes, etag: str | None) -> str:
         new = put(path, data, etag)
         time.sleep(0.2)  # the lease object already changed; the renewal has not recorded its ETag yet
         return new
 
-    monkeypatch.setattr(lease.s3, "put", slow_put)
+    monkeypatch.setattr(lease.conditional, "put", slow_put)
     held = S3Lease(f"s3://{bucket}/g/.lock", timeout=0, ttl=1.2)
     with held:
         until = time.monotonic() + 1.5  # spans several renewals (every 0.4s)
@@ -181,9 +181,9 @@ def test_a_lease_lost_race_on_every_try_still_times_out(
 
     def always_beaten(path: str, data: bytes, etag: str | None) -> str:
         tries.append(time.monotonic())
-        raise lease.s3.PreconditionFailed(path)
+        raise lease.conditional.PreconditionFailed(path)
 
-    monkeypatch.setattr(lease.s3, "put", always_beaten)
+    monkeypatch.setattr(lease.conditional, "put", always_beaten)
     started = time.monotonic()
     with pytest.raises(LockTimeoutError):
         S3Lease(f"s3://{bucket}/w/.lock", timeout=0.5).acquire()

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from featctl.errors import StoreError, first_line
+from featctl.stores import fs as store_fs
 from featctl.stores.feature_set import FeatureSet
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _vector_batches(fs: FeatureSet, path: str) -> Iterator[pa.RecordBatch]:
     """The vector column of one part in bounded batches; a part that is not what the manifest says
     is a :class:`StoreError`, never a traceback."""
     try:
-        part = pq.ParquetFile(path)
+        part = store_fs.parquet_file(path)
         kind = part.schema_arrow.field("vector").type
         if not pa.types.is_fixed_size_list(kind) or kind.list_size != fs.dim:
             raise ValueError(f"its vector column is {kind}, not {fs.dim}-wide vectors")
