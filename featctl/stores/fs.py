@@ -65,6 +65,10 @@ def normalize_root(root: str) -> str:
         )
     if kind and not urlsplit(root).netloc:
         raise StoreError(f"store URI {root} names no bucket; use {kind}://bucket/prefix")
+    if kind in ("gs", "gcs") and "endpoint_override" in query(root):
+        # pyarrow would send the parts there and google-cloud-storage the manifest and lease elsewhere
+        raise StoreError(f"{display(root)}: a gs:// store takes its endpoint from STORAGE_EMULATOR_HOST, not "
+                         "?endpoint_override in the URI; drop the query and set the variable")
     return root
 
 

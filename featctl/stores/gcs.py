@@ -100,14 +100,16 @@ def get(path: str) -> tuple[bytes | None, str | None]:
     blob = _blob(path)
     try:
         data = blob.download_as_bytes(timeout=_TIMEOUT)
-        if blob.generation is None:  # a server that sent no x-goog-generation: the data at a known one
+        generation = blob.generation
+        if generation is None:  # a server that sent no x-goog-generation: the data at a known one
             blob.reload(timeout=_TIMEOUT)
-            data = blob.download_as_bytes(timeout=_TIMEOUT, if_generation_match=blob.generation)
+            generation = blob.generation
+            data = blob.download_as_bytes(timeout=_TIMEOUT, if_generation_match=generation)
     except errors.NotFound:
         return None, None
     except Exception as exc:
         raise describe(exc, path) from None
-    return data, str(blob.generation)
+    return data, str(generation)
 
 
 def put(path: str, data: bytes, version: str | None) -> str:

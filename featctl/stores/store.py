@@ -72,25 +72,32 @@ class Store:
         return fs.join(self.root, "manifest.json")
 
     def check(self) -> None:
-        """Fail with one line when an object store's bucket is missing or cannot be reached."""
+        """Fail with one line when an object store's bucket is missing or cannot be reached (writers)."""
         if conditional.writable(self.root):
             conditional.check_bucket(self.root)
 
     def exists(self) -> bool:
-        self.check()
+        if fs.scheme(self.root) == "s3":
+            self.check()
         try:
             return fs.isfile(self.manifest_path)
-        except OSError as exc:
+        except (OSError, pa.ArrowException, StoreError) as exc:
+            # A GCS bucket lookup needs more than read access, so readers look only after a failure, to
+            # name a missing bucket, an unreachable endpoint or missing credentials in one line.
+            self.check()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot read {fs.display(self.manifest_path)}: {exc}") from None
 
     def load_manifest(self) -> dict[str, Any]:
-        return self.load_manifest_versioned()[0]
+        """The manifest, read as any reader may: through the store's filesystem, no conditional client."""
+        return self.load_manifest_versioned(versioned=False)[0]
 
-    def load_manifest_versioned(self) -> tuple[dict[str, Any], str | None]:
+    def load_manifest_versioned(self, versioned: bool = True) -> tuple[dict[str, Any], str | None]:
         """The manifest and, on an object store, its version (``None`` when it does not exist yet)."""
         where = fs.display(self.manifest_path)
         etag = None
-        if conditional.writable(self.root):
+        if versioned and conditional.writable(self.root):
             self.check()
             data, etag = conditional.get(self.manifest_path)
         elif not self.exists():

@@ -216,3 +216,28 @@ def test_the_next_writer_removes_exactly_the_part_a_crashed_writer_left_uncommit
         pass
     assert keys(gcs, bucket, "x/") == before
     assert open_store(f"gs://{bucket}/x").feature_set("a").verify() == []
+
+
+def test_readers_need_no_conditional_client(gcs: Any, bucket: str, monkeypatch: pytest.MonkeyPatch,
+                                            hash_encoder: type[HashEncoder]) -> None:
+    """A reader (ls, info, neighbors) goes through pyarrow alone: no google-cloud-storage, no bucket lookup
+    (which read-only roles may not be granted)."""
+    import sys
+
+    store = f"gs://{bucket}/fs"
+    embed(store)
+    monkeypatch.setitem(sys.modules, "google.cloud.storage", None)  # import fails from here on
+    monkeypatch.setattr(conditional, "check_bucket", lambda root: pytest.fail("a reader looked the bucket up"))
+    result = cli("info", "item_text", "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["vectors"] == 225
+    assert cli("neighbors", "item_text", "--id", "1", "-k", "3", "--store", store).exit_code == 0
+
+
+def test_an_endpoint_in_a_gs_uri_is_refused(gcs: Any, bucket: str, gcs_endpoint: str,
+                                                        hash_encoder: type[HashEncoder]) -> None:
+    host = gcs_endpoint.split("://")[-1]
+    result = cli("embed", "--source", DATA / "anime.tsv", "--store", f"gs://{bucket}/fs?endpoint_override={host}"
+                 "&scheme=http", "--encoder", "hash:v1")
+    assert "takes its endpoint from STORAGE_EMULATOR_HOST, not ?endpoint_override" in error_line(result)
+    assert keys(gcs, bucket) == []
