@@ -9,6 +9,7 @@ and adds what they share: adopting a retried write whose first response was lost
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Protocol, cast
 
@@ -56,7 +57,13 @@ def backend(path: str) -> ConditionalObjects:
 
 
 def check_bucket(root: str) -> None:
-    """Fail with one clear line when the bucket is missing, unreachable or not ours to use."""
+    """Fail with one clear line when the bucket is missing, unreachable or not ours to use (once per
+    root and client settings)."""
+    _check_bucket(root, fs.env_key())
+
+
+@functools.lru_cache(maxsize=64)
+def _check_bucket(root: str, env: tuple[str | None, ...]) -> None:
     backend(root).check_bucket(root)
 
 

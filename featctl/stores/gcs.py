@@ -76,16 +76,12 @@ def describe(exc: BaseException, path: str) -> StoreError:
 
 def check_bucket(root: str) -> None:
     """Fail with one clear line when the bucket is missing, unreachable or not ours to use."""
-    _check_bucket(root, fs.env_key())
-
-
-@functools.lru_cache(maxsize=64)
-def _check_bucket(root: str, env: tuple[str | None, ...]) -> None:
     from google.cloud.storage.retry import DEFAULT_RETRY
 
     bucket, _ = fs.bucket_and_key(root)
     try:
-        found = _client(env).lookup_bucket(bucket, timeout=_TIMEOUT, retry=DEFAULT_RETRY.with_timeout(_CHECK_SECONDS))
+        found = _client(fs.env_key()).lookup_bucket(bucket, timeout=_TIMEOUT,
+                                                    retry=DEFAULT_RETRY.with_timeout(_CHECK_SECONDS))
     except StoreError:
         raise
     except Exception as exc:

@@ -85,11 +85,6 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 def check_bucket(root: str) -> None:
     """Fail with one clear line when the bucket is missing, unreachable or not ours to use."""
-    _check_bucket(root, fs.env_key())
-
-
-@functools.lru_cache(maxsize=64)
-def _check_bucket(root: str, env: tuple[str | None, ...]) -> None:
     bucket, _ = fs.bucket_and_key(root)
     try:
         client(root).head_bucket(Bucket=bucket)

@@ -1,15 +1,10 @@
-"""Helpers for the object-store tests: listing keys, planting leases, small parts."""
+"""S3 helpers for the object-store tests: listing keys, planting leases, reading the manifest."""
 
 from __future__ import annotations
 
 import json
 import time
 from typing import Any
-
-import pyarrow as pa
-
-ENTRY = {"entity": "item", "modality": "text", "encoder": "test", "dim": 4, "dtype": "float32",
-         "id_type": "int64", "metric": "cosine", "recipe": {}, "recipe_hash": "x", "source": {}}
 
 
 def keys(client: Any, bucket: str, prefix: str = "") -> list[str]:
@@ -27,11 +22,3 @@ def plant_lease(client: Any, bucket: str, key: str, expires_in: float) -> None:
 
 def manifest(client: Any, bucket: str, key: str) -> dict[str, Any]:
     return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-
-
-def table(ids: list[int]) -> pa.Table:
-    from featctl.stores.feature_set import part_schema
-
-    vectors = pa.array([[float(i)] * 4 for i in ids], pa.list_(pa.float32(), 4))
-    return pa.table({"id": pa.array(ids, pa.int64()), "content_hash": [str(i) for i in ids], "vector": vectors,
-                     "error": pa.nulls(len(ids), pa.string())}, schema=part_schema(pa.int64(), 4, "float32"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,41 +11,25 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-import featctl.cli.neighbors  # noqa: F401  (registers the command)
-from featctl.cli import app
 from featctl.errors import ConcurrentCommitError, LeaseLostError
 from featctl.stores import conditional
 from featctl.stores.store import open_store
-from tests.conftest import REPO, HashEncoder
+from tests.conftest import HashEncoder
 from tests.stores.gcsutil import fake_gcs, keys, plant_lease, read_json, server_binary
-from tests.stores.s3util import ENTRY, table
+from tests.stores.storeutil import (
+    DATA,
+    ENTRY,
+    INTERACTIONS,
+    check_crashed_writers_orphan_is_removed,
+    cli,
+    embed,
+    error_line,
+    table,
+)
 
 pytest.importorskip("google.cloud.storage")
 
-DATA = REPO / "data"
-INTERACTIONS = str(DATA / "interactions.tsv")
-runner = CliRunner()
-
-
-def cli(*args: object) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result: Any) -> str:
-    """The one ``error:`` line of a command that failed cleanly (exit 1, no exception escaping the CLI)."""
-    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
-def embed(store: str, *extra: str) -> dict[str, Any]:
-    result = cli("embed", "--source", DATA / "anime.tsv", "--store", store, "--text", "{name}. {summary}",
-                 "--encoder", "hash:v1", "--json", *extra)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -200,22 +183,9 @@ def test_bad_gcs_stores_get_one_line_and_change_nothing(gcs: Any, bucket: str,
 def test_the_next_writer_removes_exactly_the_part_a_crashed_writer_left_uncommitted(
         gcs: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEATCTL_LEASE_SECONDS", "1")
-    store = open_store(f"gs://{bucket}/x")
-    with store.writer() as writer:
-        writer.commit("a", ENTRY, [table([1])])
-    for key in ("x/features/a/notes.txt", "x/elsewhere/part-000009.parquet"):
-        gcs.bucket(bucket).blob(key).upload_from_string(b"not featctl's")
-    before = keys(gcs, bucket, "x/")
-    crashed = store.writer().__enter__()
-    crashed._write_part(f"gs://{bucket}/x/features/a", 2, table([2]))  # uploaded; then killed before the commit
-    crashed._lock._stop.set()  # its renewals die with it; the lease is never released
-    orphan = sorted(set(keys(gcs, bucket, "x/")) - set(before) - {"x/.lock"})
-    assert len(orphan) == 1 and orphan[0].startswith("x/features/a/part-000002-")
-    time.sleep(2.2)  # past twice the lease: the part can no longer belong to a live writer
-    with store.writer(lock_timeout=5):
-        pass
-    assert keys(gcs, bucket, "x/") == before
-    assert open_store(f"gs://{bucket}/x").feature_set("a").verify() == []
+    check_crashed_writers_orphan_is_removed(
+        f"gs://{bucket}/x", lambda key, data: gcs.bucket(bucket).blob(key).upload_from_string(data),
+        lambda prefix: keys(gcs, bucket, prefix), ("x/features/a/notes.txt", "x/elsewhere/part-000009.parquet"))
 
 
 def test_readers_need_no_conditional_client(gcs: Any, bucket: str, monkeypatch: pytest.MonkeyPatch,

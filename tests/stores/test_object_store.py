@@ -10,40 +10,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-import featctl.cli.neighbors  # noqa: F401  (registers the command)
-from featctl.cli import app
 from featctl.errors import ConcurrentCommitError, LeaseLostError, LockTimeoutError
 from featctl.stores.store import open_store
-from tests.conftest import REPO, HashEncoder
-from tests.stores.s3util import ENTRY, keys, plant_lease, table
+from tests.conftest import HashEncoder
+from tests.stores.s3util import keys, plant_lease
+from tests.stores.storeutil import DATA, ENTRY, INTERACTIONS, cli, embed, error_line, table
 
 pytest.importorskip("moto.server")
 pytest.importorskip("boto3")
 
-DATA = REPO / "data"
-INTERACTIONS = str(DATA / "interactions.tsv")
-runner = CliRunner()
-
-
-def cli(*args: object) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def error_line(result: Any) -> str:
-    """The one ``error:`` line of a command that failed cleanly (exit 1, no exception escaping the CLI)."""
-    assert isinstance(result.exception, SystemExit) and result.exit_code == 1, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
-
-
-def embed(store: str, *extra: str) -> dict[str, Any]:
-    result = cli("embed", "--source", DATA / "anime.tsv", "--store", store, "--text", "{name}. {summary}",
-                 "--encoder", "hash:v1", "--json", *extra)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_embed_coverage_neighbors_train_on_s3(aws: Any, bucket: str, tmp_path: Path,

@@ -10,7 +10,8 @@ import pytest
 from featctl.errors import ConcurrentCommitError
 from featctl.stores.lease import S3Lease
 from featctl.stores.store import open_store
-from tests.stores.s3util import ENTRY, keys, manifest, plant_lease, table
+from tests.stores.s3util import keys, manifest, plant_lease
+from tests.stores.storeutil import ENTRY, check_crashed_writers_orphan_is_removed, table
 
 pytest.importorskip("moto.server")
 pytest.importorskip("boto3")
@@ -193,19 +194,7 @@ def test_a_lease_lost_race_on_every_try_still_times_out(
 def test_the_next_writer_removes_exactly_the_part_a_crashed_writer_left_uncommitted(
         aws: Any, bucket: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEATCTL_LEASE_SECONDS", "1")
-    store = open_store(f"s3://{bucket}/x")
-    with store.writer() as writer:
-        writer.commit("a", ENTRY, [table([1])])
-    for key in ("x/features/a/notes.txt", "x/features/a/part-7.csv", "x/elsewhere/part-000009.parquet"):
-        aws.put_object(Bucket=bucket, Key=key, Body=b"not featctl's")
-    before = keys(aws, bucket, "x/")
-    crashed = store.writer().__enter__()
-    crashed._write_part(f"s3://{bucket}/x/features/a", 2, table([2]))  # uploaded; then killed before the commit
-    crashed._lock._stop.set()  # its renewals die with it; the lease is never released
-    orphan = sorted(set(keys(aws, bucket, "x/")) - set(before) - {"x/.lock"})
-    assert len(orphan) == 1 and orphan[0].startswith("x/features/a/part-000002-")
-    time.sleep(2.2)  # past twice the lease: the part can no longer belong to a live writer
-    with store.writer(lock_timeout=5):
-        pass
-    assert keys(aws, bucket, "x/") == before
-    assert open_store(f"s3://{bucket}/x").feature_set("a").verify() == []
+    check_crashed_writers_orphan_is_removed(
+        f"s3://{bucket}/x", lambda key, data: aws.put_object(Bucket=bucket, Key=key, Body=data),
+        lambda prefix: keys(aws, bucket, prefix),
+        ("x/features/a/notes.txt", "x/features/a/part-7.csv", "x/elsewhere/part-000009.parquet"))
