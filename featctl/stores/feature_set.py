@@ -13,7 +13,6 @@ import pyarrow.compute as pc
 
 from featctl.errors import IdTypeError, StoreError
 from featctl.stores import fs
-from featctl.stores.files import sha256_file
 from featctl.stores.ids import is_canonical_int
 
 log = logging.getLogger(__name__)
@@ -190,7 +189,7 @@ class FeatureSet:
         for part, path in zip(self.entry["parts"], self.part_paths()):
             if not fs.isfile(path):
                 problems.append(f"{part['file']}: missing")
-            elif sha256_file(path) != part["sha256"]:
+            elif fs.sha256(path) != part["sha256"]:
                 problems.append(f"{part['file']}: checksum mismatch")
             elif fs.parquet_rows(path) != part["rows"]:
                 problems.append(f"{part['file']}: row count differs from the manifest")

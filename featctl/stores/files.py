@@ -70,7 +70,3 @@ def commit_file(tmp: str, final: str) -> None:
         os.fsync(fh.fileno())
     os.replace(tmp, final)
     fsync_dir(os.path.dirname(final) or ".")
-
-
-def sha256_file(path: str) -> str:
-    return fs.sha256(path)

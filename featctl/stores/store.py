@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from featctl.errors import ConcurrentCommitError, StoreError, UnknownSetError
 from featctl.stores import conditional, fs
 from featctl.stores.feature_set import FeatureSet
-from featctl.stores.files import commit_file, sha256_file, write_json_atomic
+from featctl.stores.files import commit_file, write_json_atomic
 from featctl.stores.lease import ObjectLease
 from featctl.stores.lock import StoreLock
 
@@ -273,7 +273,7 @@ class StoreWriter:
                 commit_file(tmp, final)
             except OSError as exc:
                 raise StoreError(f"cannot write {final}: {exc.strerror or exc}; earlier parts are kept") from None
-            size, digest = os.path.getsize(final), sha256_file(final)
+            size, digest = os.path.getsize(final), fs.sha256(final)
         return {"file": filename, "rows": table.num_rows, "failed": table["vector"].null_count,
                 "bytes": size, "sha256": digest, "created_at": now()}
 
